@@ -1,0 +1,1 @@
+"""compound: local runtime, chain service, CLI and benchmarks around the model Trusses."""

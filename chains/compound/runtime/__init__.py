@@ -1,0 +1,1 @@
+"""Local runtime: serve each Truss with Truss's own model server, no Docker."""
