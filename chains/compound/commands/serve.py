@@ -1,0 +1,61 @@
+"""`compound serve`: run the Trusses and the chain service locally until Ctrl-C/SIGTERM."""
+from __future__ import annotations
+
+import signal
+import sys
+import time
+
+import click
+from rich.console import Console
+
+from compound.runtime.supervisor import Stack, StackError
+from compound.services import DEFAULT_PORT_BASE, SERVICES, UnknownService, resolve
+
+console = Console(stderr=True)
+
+
+def _log_sink(name: str, line: str) -> None:
+    # Prefix every line with its service, so interleaved logs stay readable.
+    sys.stderr.write(f"[{name:<7}] {line}\n")
+    sys.stderr.flush()
+
+
+@click.command()
+@click.argument("names", nargs=-1)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port-base", default=DEFAULT_PORT_BASE, show_default=True, type=int,
+              help="chain +0, llm +1, whisper +2, json +3, tts +4")
+@click.option("--ready-timeout", default=600.0, show_default=True, help="Seconds to wait for readiness.")
+def serve(names, host, port_base, ready_timeout):
+    """Serve NAMES (default: all of """ + ", ".join(SERVICES) + """) with Truss's own server."""
+    try:
+        services = resolve(list(names))
+    except UnknownService as exc:
+        raise click.UsageError(str(exc)) from exc
+    stack = Stack(host=host, port_base=port_base, log_sink=_log_sink, ready_timeout_s=ready_timeout)
+    stopping = False
+
+    def _stop(signum, _frame):
+        nonlocal stopping
+        stopping = True
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        urls = stack.start_services(services)
+        for service in services:
+            console.print(f"[bold green]ready[/] {service.name:<8} {urls[service.name]}")
+        while True:
+            failed = stack.failed_services()
+            if failed:
+                for rs in failed:
+                    console.print(f"[bold red]{rs.name} exited[/] with code {rs.process.returncode}")
+                raise SystemExit(1)
+            time.sleep(0.5)
+    except StackError as exc:
+        console.print(f"[bold red]error:[/] {exc}")
+        raise SystemExit(1)
+    except KeyboardInterrupt:
+        console.print("stopping all services…")
+    finally:
+        stack.stop()
