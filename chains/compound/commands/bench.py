@@ -10,7 +10,7 @@ from rich.console import Console
 
 from compound.bench import SUITES
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 @click.command()

@@ -15,7 +15,7 @@ from rich.console import Console
 from compound.runtime.truss_fs import prepare_build_dir
 from compound.services import SERVICES, TRUSS_NAMES
 
-console = Console()
+console = Console(soft_wrap=True)
 
 
 class TrussCheckError(Exception):

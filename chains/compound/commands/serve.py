@@ -11,7 +11,7 @@ from rich.console import Console
 from compound.runtime.supervisor import Stack, StackError
 from compound.services import DEFAULT_PORT_BASE, SERVICES, UnknownService, resolve
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def _log_sink(name: str, line: str) -> None:
