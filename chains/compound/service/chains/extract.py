@@ -1,0 +1,99 @@
+"""extract: audio or text -> (whisper) -> json record matching the request's JSON Schema, with a
+check step that asks the json node again, with the failed facts as feedback, until they hold."""
+from __future__ import annotations
+
+from typing import Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from compound.service.chains.booking import BOOKING_CHECKS, BOOKING_SCHEMA, booking_facts
+from compound.service.chains.checks import Check, check_fields_exist, check_json_schema, evaluate
+from compound.service.chains.inputs import check_audio_b64
+from compound.service.chains.models_api import Record, Text, json_request, parse_record, parse_transcript
+from compound.service.graph import Chain, CheckFailed, Node, Repair, RetryPolicy, StepInput
+
+
+class ExtractInput(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    audio: Optional[str] = Field(None, description="speech to transcribe first, base64")
+    text: Optional[str] = Field(None, min_length=1, max_length=20_000)
+    record_schema: Optional[dict] = Field(None, alias="schema",
+                                          description="JSON Schema of the record; the booking example when absent")
+    checks: Optional[list[Check]] = Field(None, max_length=50,
+                                          description="business facts; the booking checks when schema is absent")
+    instructions: Optional[str] = Field(None, max_length=2000)
+    max_rounds: int = Field(3, ge=1, le=5, description="json attempts the checks may ask for")
+    max_tokens: int = Field(256, ge=16, le=1024)
+
+    @field_validator("audio")
+    @classmethod
+    def _audio_is_base64(cls, value: Optional[str]) -> Optional[str]:
+        return None if value is None else check_audio_b64(value)
+
+    @field_validator("record_schema")
+    @classmethod
+    def _schema_is_a_record(cls, value: Optional[dict]) -> Optional[dict]:
+        return None if value is None else check_json_schema(value)
+
+    @model_validator(mode="after")
+    def _one_source(self):
+        if (self.audio is None) == (self.text is None):
+            raise ValueError("give exactly one of 'audio' (base64) or 'text'")
+        check_fields_exist(self.schema_(), self.checks_())
+        return self
+
+    def schema_(self) -> dict:
+        return self.record_schema if self.record_schema is not None else BOOKING_SCHEMA
+
+    def checks_(self) -> list[Check]:
+        if self.checks is not None:
+            return self.checks
+        return BOOKING_CHECKS if self.record_schema is None else []
+
+    def facts(self, record) -> list[str]:
+        """Failed facts: the declared checks, plus the booking example's cross-field facts."""
+        extra = booking_facts(record) if self.record_schema is None and self.checks is None else []
+        return evaluate(record, self.checks_()) + extra
+
+
+def source_text(si: StepInput) -> str:
+    transcribed = si.steps.get("transcribe")
+    return transcribed["text"] if transcribed else si.input.text
+
+
+def _extract_request(si: StepInput) -> dict:
+    inp: ExtractInput = si.input  # type: ignore[assignment]
+    return json_request(inp.schema_(), source_text(si), inp.instructions, si.feedback, inp.max_tokens)
+
+
+def check_facts(si: StepInput) -> dict:
+    inp: ExtractInput = si.input  # type: ignore[assignment]
+    failed = inp.facts(si["extract"]["record"])
+    if failed:
+        raise CheckFailed(failed)
+    return {"passed": [c.describe() for c in inp.checks_()], "rounds": si.round}
+
+
+def _output(steps: dict, inp: BaseModel) -> dict:
+    return {"transcript": (steps.get("transcribe") or {}).get("text"),
+            "record": steps["extract"]["record"],
+            "checks_passed": steps["check"]["passed"], "rounds": steps["check"]["rounds"]}
+
+
+MODEL_RETRY = RetryPolicy(attempts=3, initial_delay_s=0.5, max_delay_s=4)
+
+CHAIN = Chain(
+    "extract",
+    description="audio or text -> whisper (audio only) -> json record; checks retry json with feedback",
+    input_model=ExtractInput,
+    output=_output,
+    nodes=[
+        Node.truss("transcribe", "whisper", lambda si: {"audio": si.input.audio}, parse_transcript,
+                   when=lambda si: si.input.audio is not None, output_model=Text,
+                   timeout_s=120, retry=MODEL_RETRY),
+        Node.truss("extract", "json", _extract_request, parse_record, depends_on=["transcribe"],
+                   output_model=Record, timeout_s=120, retry=MODEL_RETRY),
+        Node.code("check", check_facts, depends_on=["extract"],
+                  repair=Repair("extract", max_rounds=lambda inp: inp.max_rounds)),
+    ],
+)
