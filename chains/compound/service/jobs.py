@@ -1,0 +1,228 @@
+"""Async job runner: claim a job under a lease, run (or resume) it, finish it + queue its webhook.
+
+Each process runs `settings.job_workers` worker loops. A worker:
+1. claims the oldest queued job, or a running job whose lease expired (its worker died —
+   kill -9, OOM, lost replica): stalled-lease recovery;
+2. runs it through the executor with a DurableJournal, so steps finished before a crash are
+   replayed from the store, not re-executed;
+3. renews the lease every lease/3 while it runs; if renewal fails (someone else owns the job
+   now) it abandons the run without writing a result;
+4. honours cancel requests (flag in the store, checked with each renewal);
+5. finishes the job and inserts the webhook outbox row in ONE transaction, then wakes the
+   outbox worker (delivery happens there, never in this loop).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import socket
+import uuid
+from datetime import datetime, timezone
+from typing import Callable, Optional
+
+import httpx
+
+from compound.service.callbacks import CallbackRegistry
+from compound.service.endpoints import NodeEndpoints
+from compound.service.executor import RunContext, RunResult, run_chain
+from compound.service.graph import Chain
+from compound.service.journal import DurableJournal
+from compound.service.settings import Settings
+from compound.service.store.base import (
+    JOB_CANCELED, JOB_FAILED, AsyncStore, Job, OutboxMessage,
+)
+
+log = logging.getLogger("compound.service.jobs")
+
+
+def webhook_payload(job: Job, status: str, result: Optional[dict], error: Optional[str]) -> dict:
+    """Standard Webhooks envelope: {type, timestamp, data}. Fixed when the job finishes, so
+    every retry sends the same bytes."""
+    return {
+        "type": f"job.{status}",
+        "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
+        "data": {
+            "job_id": job.id,
+            "chain": job.chain,
+            "status": status,
+            "outputs": (result or {}).get("outputs"),
+            "trace": (result or {}).get("trace", []),
+            "error": error,
+        },
+    }
+
+
+class JobRunner:
+    def __init__(self, store: AsyncStore, settings: Settings, chains: Callable[[str], Chain],
+                 registry: CallbackRegistry, endpoints: NodeEndpoints, http: httpx.AsyncClient,
+                 on_finished: Callable[[], None] = lambda: None):
+        self.store = store
+        self.settings = settings
+        self.chains = chains
+        self.registry = registry
+        self.endpoints = endpoints
+        self.http = http
+        self.on_finished = on_finished
+        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self._wake = asyncio.Event()
+        self._active: dict[str, asyncio.Event] = {}  # job id -> cancel event
+
+    def wake(self) -> None:
+        """A job was submitted: look now instead of at the next poll."""
+        self._wake.set()
+
+    def cancel_local(self, job_id: str) -> bool:
+        event = self._active.get(job_id)
+        if event is None:
+            return False
+        event.set()
+        return True
+
+    async def run(self) -> None:
+        loops = [asyncio.create_task(self._loop(i)) for i in range(self.settings.job_workers)]
+        try:
+            await asyncio.gather(*loops)
+        finally:
+            for task in loops:
+                task.cancel()
+            await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _loop(self, index: int) -> None:
+        while True:
+            try:
+                job = await self.store.claim_job(self.worker_id, self.settings.job_lease_s)
+            except Exception:
+                log.exception("jobs: claim failed")
+                job = None
+            if job is None:
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=self.settings.poll_s)
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            if job.attempts > 1:
+                log.warning("jobs: resuming %s (claim #%d; previous worker stopped)", job.id, job.attempts)
+            try:
+                await self._run_job(job)
+            except asyncio.CancelledError:
+                # Graceful shutdown (SIGTERM): hand the job back so a restart resumes it at once.
+                # A thread call finishes even though this task is being cancelled.
+                await asyncio.shield(self.store.release_job(job.id, self.worker_id))
+                raise
+            except Exception:
+                log.exception("jobs: %s crashed in the runner; its lease will expire and it is retried", job.id)
+
+    async def _run_job(self, job: Job) -> None:
+        if job.attempts > self.settings.max_job_claims:
+            # A job that keeps killing its worker (or the runner) must not loop forever.
+            await self._finish(job, JOB_FAILED, None,
+                               f"gave up after {job.attempts - 1} interrupted runs (max {self.settings.max_job_claims})")
+            return
+        if job.cancel_requested:
+            await self._finish(job, JOB_CANCELED, None, "canceled before it started")
+            return
+        try:
+            chain = self.chains(job.chain)
+        except KeyError:
+            await self._finish(job, JOB_FAILED, None, f"unknown chain {job.chain!r}")
+            return
+        journal = await DurableJournal.load(self.store, job.id, self.registry, poll_s=min(self.settings.poll_s, 0.5))
+        cancel = asyncio.Event()
+        ctx = RunContext(endpoints=self.endpoints, callback_url=self.settings.callback_url,
+                         registry=self.registry, http=self.http, cancel=cancel)
+        self._active[job.id] = cancel
+        run = asyncio.create_task(run_chain(chain, job.inputs, journal, ctx))
+        lost_lease = False
+        try:
+            while not run.done():
+                done, _ = await asyncio.wait({run}, timeout=self.settings.job_lease_s / 3)
+                if done:
+                    break
+                if not await self.store.renew_lease(job.id, self.worker_id, self.settings.job_lease_s):
+                    lost_lease = True
+                    run.cancel()
+                    break
+                current = await self.store.get_job(job.id)
+                if current is not None and current.cancel_requested:
+                    cancel.set()
+        finally:
+            self._active.pop(job.id, None)
+            if not run.done():
+                run.cancel()
+            await asyncio.gather(run, return_exceptions=True)
+        if lost_lease:
+            log.warning("jobs: lost the lease on %s; another worker owns it now", job.id)
+            return
+        try:
+            result: RunResult = run.result()
+        except asyncio.CancelledError:
+            return  # shutting down: the lease was released (or expires) and the job is resumed
+        except Exception as exc:
+            await self._finish(job, JOB_FAILED, None, f"{type(exc).__name__}: {exc}")
+            return
+        payload = {"outputs": result.outputs, "trace": [r.to_dict() for r in result.trace],
+                   "failed_step": result.failed_step}
+        try:
+            json.dumps(payload)
+        except (TypeError, ValueError) as exc:  # unstorable result: fail the job, don't retry it forever
+            await self._finish(job, JOB_FAILED, {"outputs": None, "trace": payload["trace"]},
+                               f"chain outputs are not JSON-serializable: {exc}")
+            return
+        await self._finish(job, result.status, payload, result.error)
+
+    async def _finish(self, job: Job, status: str, result: Optional[dict], error: Optional[str]) -> None:
+        outbox = None
+        if job.webhook_url:
+            outbox = OutboxMessage(url=job.webhook_url, payload=webhook_payload(job, status, result, error))
+        ok = await self.store.finish_job(job.id, self.worker_id, status, result=result, error=error, outbox=outbox)
+        if ok:
+            log.info("jobs: %s %s", job.id, status)
+            self.on_finished()
+        else:
+            log.warning("jobs: %s was finished or re-leased elsewhere; result of this run dropped", job.id)
+
+
+async def cancel_job(store: AsyncStore, runner: Optional[JobRunner], job_id: str) -> Optional[Job]:
+    """Cancel: a queued job ends now (its webhook is queued); a running one is flagged and its
+    worker stops it at the next lease renewal (at once when it runs in this process)."""
+    job = await store.request_cancel(job_id)
+    if job is None or job.finished:
+        return job
+    if runner is not None:
+        runner.cancel_local(job_id)
+    if job.status == "queued":
+        outbox = None
+        if job.webhook_url:
+            outbox = OutboxMessage(url=job.webhook_url,
+                                   payload=webhook_payload(job, JOB_CANCELED, None, "canceled"))
+        if await store.finish_job(job.id, None, JOB_CANCELED, error="canceled", outbox=outbox):
+            if runner is not None:
+                runner.on_finished()
+    return await store.get_job(job_id)
+
+
+def job_view(job: Job, deliveries=()) -> dict:
+    """The public JSON of a job (GET /v1/jobs/{id})."""
+    result = job.result or {}
+    return {
+        "job_id": job.id,
+        "chain": job.chain,
+        "status": job.status,
+        "outputs": result.get("outputs"),
+        "trace": result.get("trace", []),
+        "failed_step": result.get("failed_step"),
+        "error": job.error,
+        "attempts": job.attempts,
+        "cancel_requested": job.cancel_requested,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "webhook_url": job.webhook_url,
+        "webhook": [
+            {"webhook_id": d.id, "status": d.status, "attempts": d.attempts, "last_error": d.last_error,
+             "last_status_code": d.last_status_code, "delivered_at": d.delivered_at}
+            for d in deliveries
+        ],
+    }

@@ -1,0 +1,179 @@
+"""Crash tests: `kill -9` the chain service mid-run, restart it, and check that nothing is lost
+or repeated — on SQLite and on a real PostgreSQL server. The model node is a fake server in the
+test process (it survives the kill and counts calls); the webhook receiver verifies signatures."""
+from __future__ import annotations
+
+import pytest
+
+from chain_service import pg
+from chain_service.fakes import FakeNode, WebhookReceiver, wait_for
+from chain_service.service import BASETEN_SECRET, WEBHOOK_SECRET, ServiceProcess
+from compound.service.store import open_store, webhook_id_for
+
+pytestmark = pytest.mark.fault
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return pg.fresh_database_url()
+
+
+@pytest.fixture
+def node():
+    n = FakeNode(baseten_secret=BASETEN_SECRET).start()
+    yield n
+    n.stop()
+
+
+@pytest.fixture
+def receiver():
+    r = WebhookReceiver(WEBHOOK_SECRET)
+    yield r
+    r.stop()
+
+
+def _job(svc, job_id) -> dict:
+    with svc.client() as c:
+        return c.get(f"/v1/jobs/{job_id}").json()
+
+
+def _submit(svc, inputs: dict, webhook_url: str, chain: str = "fake_two_step") -> str:
+    with svc.client() as c:
+        r = c.post(f"/v1/chains/{chain}/async", json={"inputs": inputs, "webhook_url": webhook_url})
+        assert r.status_code == 202, r.text
+        return r.json()["job_id"]
+
+
+def test_kill9_mid_run_resumes_from_last_finished_step(store_url, node, receiver, tmp_path):
+    receiver.start()
+    svc = ServiceProcess(store_url, tmp_path / "svc.log", node.url).start()
+    restarted = None
+    try:
+        job_id = _submit(svc, {"text": "durable", "sleep_second": 1.2}, receiver.url + "/hook")
+        # Step "first" is journaled and "second" is in flight at the node: now crash.
+        wait_for(lambda: node.started["second"] == 1, 15, "second step started")
+        assert [t["name"] for t in _job(svc, job_id)["trace"]] == ["first"]
+        svc.kill9()
+
+        restarted = ServiceProcess(store_url, tmp_path / "svc2.log", node.url).start()
+        job = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 30,
+                       "job to finish after restart")
+        assert job["attempts"] == 2  # claimed again after the dead worker's lease expired
+        assert job["outputs"] == {"first": "DURABLE", "second": "DURABLE", "first_call": 1}
+        assert node.calls["first"] == 1  # the finished step was replayed from the store, not re-run
+        assert node.started["second"] == 2  # the unfinished one ran again
+        wait_for(lambda: receiver.successes(), 15, "webhook")
+        wait_for(lambda: _job(restarted, job_id)["webhook"][0]["status"] == "delivered", 10, "delivery recorded")
+        assert all(r["verified"] for r in receiver.requests)
+        assert {r["headers"]["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
+        assert len(receiver.successes()) == 1
+    finally:
+        svc.stop()
+        if restarted:
+            restarted.stop()
+
+
+def test_kill9_while_waiting_for_async_callback_does_not_resubmit(store_url, node, receiver, tmp_path):
+    """Killed after the async request was submitted (its request id journaled as pending); the
+    callback arrives while the service is down (the node keeps retrying, like Baseten). The
+    restarted service (same address) waits for that same request instead of submitting again."""
+    receiver.start()
+    svc = ServiceProcess(store_url, tmp_path / "svc.log", node.url).start()
+    restarted = None
+    try:
+        job_id = _submit(svc, {"text": "cb", "sleep_second": 1.0}, receiver.url + "/hook", chain="fake_async")
+        wait_for(lambda: node.async_submits["second"] == 1, 15, "async request submitted")
+        wait_for(lambda: _job(svc, job_id).get("pending"), 5, "pending request journaled")
+        svc.kill9()
+        restarted = ServiceProcess(store_url, tmp_path / "svc2.log", node.url, port=svc.port).start()
+        job = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 30,
+                       "job to finish after restart")
+        assert job["outputs"]["second"] == "CB"
+        assert node.async_submits["second"] == 1 and node.calls["first"] == 1
+        wait_for(lambda: receiver.successes(), 15, "webhook")
+        assert {r["headers"]["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
+    finally:
+        svc.stop()
+        if restarted:
+            restarted.stop()
+
+
+def test_kill9_with_undelivered_webhook_keeps_webhook_id(store_url, node, receiver, tmp_path):
+    """The job finished while its receiver was down; the service dies; after the restart the
+    outbox row (written with the job's final state) is delivered under the same webhook-id."""
+    svc = ServiceProcess(store_url, tmp_path / "svc.log", node.url).start()
+    restarted = None
+    try:
+        job_id = _submit(svc, {"text": "outbox"}, receiver.url + "/hook")  # receiver not listening
+        wait_for(lambda: (j := _job(svc, job_id))["status"] == "succeeded" and j["webhook"]
+                 and j["webhook"][0]["attempts"] >= 1, 15, "finished job with a failed delivery")
+        svc.kill9()
+        receiver.start()
+        restarted = ServiceProcess(store_url, tmp_path / "svc2.log", node.url).start()
+        wait_for(lambda: receiver.successes(), 20, "webhook after restart")
+        assert {r["headers"]["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
+        assert all(r["verified"] for r in receiver.requests)
+        assert receiver.requests[0]["payload"]["data"]["outputs"]["first"] == "OUTBOX"
+        assert node.calls["first"] == 1 and node.calls["second"] == 1  # nothing re-run
+    finally:
+        svc.stop()
+        if restarted:
+            restarted.stop()
+
+
+def test_postgres_replica_takes_over_stalled_lease(node, receiver, tmp_path):
+    """Two replicas share PostgreSQL; the one running the job is killed; the other one (never
+    restarted) re-claims the job once the lease expires and finishes it."""
+    url = pg.fresh_database_url()
+    receiver.start()
+    a = ServiceProcess(url, tmp_path / "a.log", node.url).launch()
+    b = ServiceProcess(url, tmp_path / "b.log", node.url).launch()
+    a.wait_ready()
+    b.wait_ready()
+    try:
+        job_id = _submit(a, {"text": "replica", "sleep_second": 1.2}, receiver.url + "/hook")
+        wait_for(lambda: node.started["second"] == 1, 15, "second step started")
+        store = open_store(url)
+        try:
+            owner = store.get_job(job_id).lease_owner
+        finally:
+            store.close()
+        victim, survivor = (a, b) if f"-{a.proc.pid}-" in owner else (b, a)
+        assert f"-{victim.proc.pid}-" in owner
+        victim.kill9()
+        job = wait_for(lambda: (j := _job(survivor, job_id))["status"] == "succeeded" and j, 30,
+                       "survivor to finish the job")
+        assert job["attempts"] == 2 and node.calls["first"] == 1
+        wait_for(lambda: receiver.successes(), 15, "webhook")
+        assert {r["headers"]["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
+    finally:
+        a.stop()
+        b.stop()
+
+
+def test_sigterm_hands_running_job_back_for_immediate_resume(node, receiver, tmp_path):
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    receiver.start()
+    svc = ServiceProcess(url, tmp_path / "svc.log", node.url, extra_env={"COMPOUND_JOB_LEASE_S": "600"}).start()
+    restarted = None
+    try:
+        job_id = _submit(svc, {"text": "term", "sleep_second": 1.2}, receiver.url + "/hook")
+        wait_for(lambda: node.started["second"] == 1, 15, "second step started")
+        svc.stop()  # SIGTERM: graceful
+        store = open_store(url)
+        try:
+            job = store.get_job(job_id)
+        finally:
+            store.close()
+        assert job.status == "running" and job.lease_expires_at == 0  # released, not left to expire
+        # With a 600 s lease, only the release lets the restarted service resume it now.
+        restarted = ServiceProcess(url, tmp_path / "svc2.log", node.url,
+                                   extra_env={"COMPOUND_JOB_LEASE_S": "600"}).start()
+        done = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 20, "resumed job")
+        assert done["attempts"] == 2 and node.calls["first"] == 1
+    finally:
+        svc.stop()
+        if restarted:
+            restarted.stop()
