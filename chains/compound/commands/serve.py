@@ -26,13 +26,17 @@ def _log_sink(name: str, line: str) -> None:
 @click.option("--port-base", default=DEFAULT_PORT_BASE, show_default=True, type=int,
               help="chain +0, llm +1, whisper +2, json +3, tts +4")
 @click.option("--ready-timeout", default=600.0, show_default=True, help="Seconds to wait for readiness.")
-def serve(names, host, port_base, ready_timeout):
+@click.option("--allow-private-webhooks/--no-allow-private-webhooks", default=True, show_default=True,
+              help="Let the chain service deliver webhooks to loopback/private addresses (local dev).")
+def serve(names, host, port_base, ready_timeout, allow_private_webhooks):
     """Serve NAMES (default: all of """ + ", ".join(SERVICES) + """) with Truss's own server."""
     try:
         services = resolve(list(names))
     except UnknownService as exc:
         raise click.UsageError(str(exc)) from exc
-    stack = Stack(host=host, port_base=port_base, log_sink=_log_sink, ready_timeout_s=ready_timeout)
+    env = {"COMPOUND_ALLOW_PRIVATE_WEBHOOKS": "1" if allow_private_webhooks else "0"}
+    stack = Stack(host=host, port_base=port_base, log_sink=_log_sink, ready_timeout_s=ready_timeout,
+                  env=env)
     stopping = False
 
     def _stop(signum, _frame):

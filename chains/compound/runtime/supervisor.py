@@ -8,6 +8,7 @@ from __future__ import annotations
 import collections
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -100,6 +101,9 @@ class Stack:
         self.port_base = port_base
         self.log_sink = log_sink
         self.env = {**os.environ, **(env or {})}
+        # Local Trusses sign their async webhooks and the chain service verifies them, as
+        # on Baseten: one secret per stack unless the caller set one.
+        self.env.setdefault("COMPOUND_BASETEN_WEBHOOK_SECRET", secrets.token_hex(16))
         self.ready_timeout_s = ready_timeout_s
         self.running: dict[str, RunningService] = {}
 
