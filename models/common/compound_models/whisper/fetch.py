@@ -1,0 +1,106 @@
+"""Download audio from an http(s) URL with SSRF protection and size/time caps.
+
+Every hop (the URL and each redirect target) is checked: its hostname is resolved and every
+resolved address must be public (`ipaddress`: not private, loopback, link-local, multicast,
+reserved or unspecified) unless `allow_private` is set. Redirects are followed by hand so
+a public URL cannot bounce the server onto an internal one.
+Known limit: the address is checked before httpx connects (which resolves again), so a
+DNS answer that changes between the two (rebinding) is not caught.
+"""
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from urllib.parse import urljoin, urlsplit
+
+import httpx
+
+from compound_models.errors import InputError
+
+FIELD = "url"
+
+
+def check_url(url: str, *, allow_private: bool, allowed_hosts: tuple[str, ...] = ()) -> None:
+    """InputError unless `url` is http(s) and its host resolves only to public addresses.
+
+    `allowed_hosts` (exact host names/IPs, e.g. an internal media server) skip the address check.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise InputError(f"only http(s) URLs are accepted, got scheme {parts.scheme or 'none'!r}",
+                         field=FIELD)
+    host = parts.hostname
+    if not host:
+        raise InputError("URL has no host", field=FIELD)
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        raise InputError(f"URL has an invalid port ({exc})", field=FIELD) from exc
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise InputError(f"cannot resolve host {host!r} ({exc.strerror})", field=FIELD) from exc
+    if allow_private or host.lower() in allowed_hosts:
+        return
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if _is_internal(address):
+            raise InputError(
+                f"URL host {host!r} resolves to a non-public address ({address}); private, "
+                "loopback and link-local addresses are refused (model_metadata.allow_private_urls)",
+                field=FIELD, status_code=403)
+
+
+def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    return (address.is_private or address.is_loopback or address.is_link_local
+            or address.is_multicast or address.is_reserved or address.is_unspecified)
+
+
+def fetch_audio(url: str, *, max_bytes: int, timeout_s: float, allow_private: bool,
+                max_redirects: int = 5, allowed_hosts: tuple[str, ...] = ()) -> bytes:
+    """GET `url` (following at most `max_redirects` checked redirects) → body bytes."""
+    deadline = time.monotonic() + timeout_s
+    timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
+    with httpx.Client(follow_redirects=False, timeout=timeout) as client:
+        for _ in range(max_redirects + 1):
+            check_url(url, allow_private=allow_private, allowed_hosts=allowed_hosts)
+            try:
+                with client.stream("GET", url) as response:
+                    if response.is_redirect:
+                        location = response.headers.get("location")
+                        if not location:
+                            raise InputError(f"URL redirected (HTTP {response.status_code}) "
+                                             "without a Location", field=FIELD)
+                        url = urljoin(url, location)
+                        continue
+                    if response.status_code >= 400:
+                        raise InputError(f"URL answered HTTP {response.status_code}", field=FIELD)
+                    return _read_capped(response, max_bytes, deadline, timeout_s)
+            except httpx.TimeoutException as exc:
+                raise InputError(f"download timed out after {timeout_s:.0f} s", field=FIELD,
+                                 status_code=408) from exc
+            except httpx.HTTPError as exc:
+                raise InputError(f"could not fetch URL ({type(exc).__name__}: {exc})",
+                                 field=FIELD) from exc
+    raise InputError(f"more than {max_redirects} redirects", field=FIELD)
+
+
+def _read_capped(response: httpx.Response, max_bytes: int, deadline: float, timeout_s: float) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise InputError(f"file is {int(declared)} bytes; the limit is {max_bytes}",
+                         field=FIELD, status_code=413)
+    body = bytearray()
+    for piece in response.iter_bytes():
+        body += piece
+        if len(body) > max_bytes:
+            raise InputError(f"file is larger than the limit of {max_bytes} bytes",
+                             field=FIELD, status_code=413)
+        if time.monotonic() > deadline:  # a slow drip never trips httpx's per-read timeout
+            raise InputError(f"download took longer than {timeout_s:.0f} s", field=FIELD,
+                             status_code=408)
+    return bytes(body)
