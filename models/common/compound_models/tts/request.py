@@ -1,0 +1,67 @@
+"""The predict body, validated like OpenAI's `/v1/audio/speech` request.
+
+    {"input": "...", "voice"?: "joe", "response_format"?: "wav", "speed"?: 1.0, "stream"?: false}
+
+Every problem is an InputError naming the field (a 400 through `client_errors`).
+`model` is accepted and ignored, so OpenAI-shaped bodies work unchanged; any other
+unknown field is rejected so a typo ("sped") is not silently dropped.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from compound_models.errors import InputError
+from compound_models.tts.encode import FORMATS
+from compound_models.tts.synth import MAX_SPEED, MIN_SPEED
+
+FIELDS = ("input", "voice", "response_format", "speed", "stream")
+IGNORED_FIELDS = ("model",)
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    input: str
+    voice: Optional[str]  # None: the default voice
+    response_format: str
+    speed: float
+    stream: bool
+
+
+def parse_speech_request(body: Any, max_input_chars: int, default_format: str = "wav") -> SpeechRequest:
+    if not isinstance(body, dict):
+        raise InputError(f"request body must be a JSON object with an 'input' field, got {type(body).__name__}")
+    unknown = sorted(set(body) - set(FIELDS) - set(IGNORED_FIELDS))
+    if unknown:
+        raise InputError(f"unknown field(s) {', '.join(map(repr, unknown))}; allowed: {', '.join(FIELDS)}",
+                         field=unknown[0])
+
+    text = body.get("input")
+    if not isinstance(text, str):
+        raise InputError("'input' is required and must be a string", field="input")
+    if not text.strip():
+        raise InputError("'input' is empty", field="input")
+    if len(text) > max_input_chars:
+        raise InputError(f"'input' has {len(text)} characters; the limit is {max_input_chars}", field="input")
+
+    voice = body.get("voice")
+    if voice is not None and not isinstance(voice, str):
+        raise InputError("'voice' must be a string", field="voice")
+
+    fmt = body.get("response_format", default_format)
+    if not isinstance(fmt, str) or fmt.lower() not in FORMATS:
+        raise InputError(f"unsupported response_format {fmt!r}; supported: {', '.join(FORMATS)}",
+                         field="response_format")
+
+    speed = body.get("speed", 1.0)
+    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed):
+        raise InputError(f"'speed' must be a number between {MIN_SPEED} and {MAX_SPEED}", field="speed")
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise InputError(f"'speed' {speed} is out of range [{MIN_SPEED}, {MAX_SPEED}]", field="speed")
+
+    stream = body.get("stream", False)
+    if not isinstance(stream, bool):
+        raise InputError("'stream' must be true or false", field="stream")
+
+    return SpeechRequest(text, voice, fmt.lower(), float(speed), stream)
