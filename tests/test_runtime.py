@@ -91,6 +91,7 @@ def test_failed_load_names_the_truss_and_shows_the_error():
 def test_port_in_use_is_a_clear_error():
     base = find_free_port_base()
     with socket.socket() as blocker:
+        blocker.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         blocker.bind(("127.0.0.1", base))
         blocker.listen()
         with pytest.raises(StackError, match=rf"port {base} .*already in use.*echo"):

@@ -2,6 +2,7 @@
 through whisper, streaming order, and the real Truss server over HTTP (`tts_url`)."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import starlette.requests
 import yaml
 from fastapi import HTTPException, Response
 from fastapi.responses import StreamingResponse
@@ -389,18 +391,31 @@ def test_abandoned_stream_stops_synthesizing(service):
 
 # -- the Truss's model.py in-process ------------------------------------------------------
 
+def _call_predict(model, body: dict):
+    """Call model.predict as Truss's server does: with the raw starlette Request."""
+    raw = json.dumps(body).encode()
+
+    async def receive():
+        return {"type": "http.request", "body": raw, "more_body": False}
+
+    request = starlette.requests.Request(
+        {"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]},
+        receive)
+    return asyncio.run(model.predict(request))
+
+
 def test_truss_model_returns_responses_with_audio_headers(truss_model):
-    whole = truss_model.predict({"input": "Hello there.", "response_format": "mp3"})
+    whole = _call_predict(truss_model, {"input": "Hello there.", "response_format": "mp3"})
     assert isinstance(whole, Response) and not isinstance(whole, StreamingResponse)
     assert whole.media_type == "audio/mpeg" and whole.headers["x-sample-rate"] == "22050"
-    streamed = truss_model.predict({"input": PARAGRAPH, "stream": True})
+    streamed = _call_predict(truss_model, {"input": PARAGRAPH, "stream": True})
     assert isinstance(streamed, StreamingResponse)
     assert streamed.headers["content-type"] == "audio/wav"
 
 
 def test_truss_model_turns_bad_input_into_400(truss_model):
     with pytest.raises(HTTPException) as info:
-        truss_model.predict({"input": "", "stream": True})
+        _call_predict(truss_model, {"input": "", "stream": True})
     assert info.value.status_code == 400
     assert info.value.detail == {"error": "'input' is empty", "field": "input"}
 

@@ -7,10 +7,13 @@ body for clients sending `Accept: application/json`.
 """
 from pathlib import Path
 
+import starlette.requests
 from fastapi import Response
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from compound_models.errors import client_errors
+from compound_models.json_body import read_json_body
 from compound_models.tts.service import TTSService
 
 
@@ -27,9 +30,13 @@ class Model:
         service.load()
         self._service = service
 
-    def predict(self, model_input):
+    # Only the request: we parse the body ourselves so any malformed body is a 400
+    # (Truss's own parser answers 500 to e.g. deeply nested JSON).
+    async def predict(self, request: starlette.requests.Request):
         with client_errors():
-            job = self._service.prepare(model_input)
+            job = self._service.prepare(await read_json_body(request))
         if job.request.stream:
             return StreamingResponse(job.stream(), media_type=job.media_type, headers=job.headers)
-        return Response(content=job.render(), media_type=job.media_type, headers=job.headers)
+        # Synthesis is CPU-bound: off the server's event loop, so other requests keep flowing.
+        audio = await run_in_threadpool(job.render)
+        return Response(content=audio, media_type=job.media_type, headers=job.headers)

@@ -106,6 +106,8 @@ def check_json_schema(schema: dict) -> dict:
         jsonschema.validators.validator_for(schema).check_schema(schema)
     except jsonschema.SchemaError as exc:
         raise ValueError(f"not a valid JSON Schema: {exc.message}") from exc
+    except RecursionError as exc:  # hostile, absurdly nested schema
+        raise ValueError("the JSON Schema is nested too deeply") from exc
     if schema.get("type") != "object" or not isinstance(schema.get("properties"), dict):
         raise ValueError('the schema must describe one record: {"type": "object", "properties": {...}}')
     return schema

@@ -16,6 +16,7 @@ from typing import Any, Iterator, Mapping, Optional
 import numpy as np
 
 from compound_models.errors import InputError, client_errors
+from compound_models.json_body import parse_json_body
 from compound_models.whisper import formats
 from compound_models.whisper.audio import decode_audio
 from compound_models.whisper.backends import load_backend
@@ -67,11 +68,7 @@ class WhisperService:
         if len(raw) > limit * 4 // 3 + 4096:
             raise InputError(f"request body is larger than the limit of {limit} bytes of audio",
                              status_code=413)
-        try:
-            body = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise InputError(f"body is neither JSON nor multipart/form-data ({exc})") from exc
-        return from_json(body, max_bytes=limit)
+        return from_json(parse_json_body(raw), max_bytes=limit)
 
     def load_audio(self, req: TranscriptionRequest) -> np.ndarray:
         s = self.settings
