@@ -2,7 +2,6 @@
 through whisper, streaming order, and the real Truss server over HTTP (`tts_url`)."""
 from __future__ import annotations
 
-import asyncio
 import base64
 import io
 import json
@@ -13,19 +12,27 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
-import starlette.requests
 import yaml
-from fastapi import HTTPException, Response
-from fastapi.responses import StreamingResponse
-
 from compound_models import bundled
 from compound_models.errors import InputError
 from compound_models.tts import encode
-from compound_models.tts.normalize import clean_text, expand_numbers, is_speakable, normalize_sentence
+from compound_models.tts.normalize import (
+    clean_text,
+    expand_numbers,
+    is_speakable,
+    normalize_sentence,
+)
 from compound_models.tts.request import parse_speech_request
-from compound_models.tts.sentences import split_first_clause, split_sentences, streaming_units
+from compound_models.tts.sentences import (
+    split_first_clause,
+    split_sentences,
+    streaming_units,
+)
 from compound_models.tts.service import TTSService, TTSSettings
 from compound_models.tts.voices import VoiceConfigError, VoiceRegistry, VoiceSource
+from fastapi import HTTPException, Response
+from fastapi.responses import StreamingResponse
+from model_calls import call
 from tts.helpers import decode_audio, parse_wav_header, transcribe, wer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -391,31 +398,18 @@ def test_abandoned_stream_stops_synthesizing(service):
 
 # -- the Truss's model.py in-process ------------------------------------------------------
 
-def _call_predict(model, body: dict):
-    """Call model.predict as Truss's server does: with the raw starlette Request."""
-    raw = json.dumps(body).encode()
-
-    async def receive():
-        return {"type": "http.request", "body": raw, "more_body": False}
-
-    request = starlette.requests.Request(
-        {"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]},
-        receive)
-    return asyncio.run(model.predict(request))
-
-
 def test_truss_model_returns_responses_with_audio_headers(truss_model):
-    whole = _call_predict(truss_model, {"input": "Hello there.", "response_format": "mp3"})
+    whole = call(truss_model.predict, {"input": "Hello there.", "response_format": "mp3"})
     assert isinstance(whole, Response) and not isinstance(whole, StreamingResponse)
     assert whole.media_type == "audio/mpeg" and whole.headers["x-sample-rate"] == "22050"
-    streamed = _call_predict(truss_model, {"input": PARAGRAPH, "stream": True})
+    streamed = call(truss_model.predict, {"input": PARAGRAPH, "stream": True})
     assert isinstance(streamed, StreamingResponse)
     assert streamed.headers["content-type"] == "audio/wav"
 
 
 def test_truss_model_turns_bad_input_into_400(truss_model):
     with pytest.raises(HTTPException) as info:
-        _call_predict(truss_model, {"input": "", "stream": True})
+        call(truss_model.predict, {"input": "", "stream": True})
     assert info.value.status_code == 400
     assert info.value.detail == {"error": "'input' is empty", "field": "input"}
 

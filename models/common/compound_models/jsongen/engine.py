@@ -1,0 +1,177 @@
+"""The loaded model, the guide cache and one constrained generation per request.
+
+llama.cpp contexts are not thread-safe, so generations are serialized by a lock; compiles are
+not (they run on the cache's pool), so a slow compile never blocks other schemas' requests.
+The guarantee "never an invalid body" is enforced here, after decoding: the text must parse
+and validate against the request's schema, otherwise the request fails with a 422 that says
+why (truncated at N tokens when the budget ran out) — the raw text is never returned.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from compound_models.errors import InputError
+
+from .cache import CompileTimeout, GuideCache
+from .compilers import SchemaRejected, make_compiler
+from .schemas import check_schema, schema_hash, validation_error
+from .settings import Settings
+
+
+@dataclass
+class JsonRequest:
+    schema: dict
+    prompt: Optional[str] = None
+    messages: Optional[list[dict]] = None
+    max_tokens: Optional[int] = None
+    temperature: float = 0.0
+    seed: Optional[int] = None
+    schema_name: Optional[str] = None
+
+
+@dataclass
+class JsonResult:
+    output: Any
+    text: str
+    finish_reason: str
+    usage: dict
+    cache_hit: bool
+    compile_ms: float
+    generate_ms: float
+    schema_hash: str
+    backend: str
+
+    def to_predict_response(self) -> dict:
+        return {
+            "output": self.output,
+            "cache_hit": self.cache_hit,
+            "compile_ms": round(self.compile_ms, 3),
+            "usage": self.usage,
+            "finish_reason": self.finish_reason,
+            "backend": self.backend,
+            "schema_hash": self.schema_hash,
+            "generate_ms": round(self.generate_ms, 3),
+        }
+
+
+def load_llama(settings: Settings):
+    """The CPU model: the bundled SmolLM2 GGUF through llama.cpp."""
+    if settings.engine != "llama_cpp":
+        # The GPU deployment (model_metadata.gpu) serves the production LLM with vLLM's own
+        # llguidance structured outputs; it is configuration for `truss push`, not run here.
+        raise RuntimeError(
+            f"engine {settings.engine!r} is the GPU deployment path (see model_metadata.gpu); "
+            "this build runs engine 'llama_cpp' only")
+    import llama_cpp
+
+    from compound_models.bundled import smollm2_gguf
+
+    return llama_cpp.Llama(model_path=str(smollm2_gguf()), n_ctx=settings.n_ctx,
+                           n_threads=settings.n_threads, verbose=False)
+
+
+class JsonEngine:
+    def __init__(self, settings: Settings, llama=None):
+        self.settings = settings
+        self._llama = llama
+        self._lock = threading.Lock()
+        self.cache: Optional[GuideCache] = None
+
+    def load(self) -> None:
+        import outlines
+
+        if self._llama is None:
+            self._llama = load_llama(self.settings)
+        self.model = outlines.from_llamacpp(self._llama)
+        self.compiler = make_compiler(self.settings.backend, self.model)
+        self.cache = GuideCache(self.compiler.compile, maxsize=self.settings.cache_size,
+                                timeout_s=self.settings.compile_timeout_s,
+                                workers=self.settings.compile_workers)
+        # Preconfigured schemas compile at load: a bad one fails the deploy, not a request.
+        for name, schema in self.settings.schemas.items():
+            try:
+                self.lookup(schema, field=f"model_metadata.schemas.{name}")
+            except InputError as exc:
+                raise ValueError(f"preconfigured schema {name!r} is unusable: {exc}") from exc
+
+    @property
+    def llama(self):
+        return self._llama
+
+    def named_schema(self, name: Any) -> dict:
+        if not isinstance(name, str) or name not in self.settings.schemas:
+            known = ", ".join(sorted(self.settings.schemas)) or "(none)"
+            raise InputError(f"unknown schema {name!r}; preconfigured: {known}", "schema_name")
+        return self.settings.schemas[name]
+
+    def lookup(self, schema: Any, field: str = "schema"):
+        """(compiled guide lookup, key); 400 for a bad schema, 503 for a compile over budget."""
+        if not isinstance(schema, dict):
+            check_schema(schema, self.settings.limits, field)  # raises the 400
+        key = schema_hash(schema)
+        if key not in self.cache:
+            check_schema(schema, self.settings.limits, field)
+        try:
+            return self.cache.get(key, schema), key
+        except SchemaRejected as exc:
+            raise InputError(str(exc), field) from exc
+        except CompileTimeout as exc:
+            raise InputError(f"{exc}; the compile continues in the background, retry later",
+                             field, status_code=503) from exc
+
+    def generate(self, req: JsonRequest) -> JsonResult:
+        import llama_cpp
+
+        found, key = self.lookup(req.schema)
+        max_tokens = req.max_tokens or self.settings.max_tokens_default
+        kwargs = dict(
+            max_tokens=max_tokens,
+            temperature=req.temperature,
+            logits_processor=llama_cpp.LogitsProcessorList([found.value.new_processor()]),
+        )
+        if req.seed is not None:
+            kwargs["seed"] = req.seed
+        started = time.perf_counter()
+        with self._lock:
+            try:
+                if req.messages is not None:
+                    completion = self._llama.create_chat_completion(req.messages, **kwargs)
+                    text = completion["choices"][0]["message"]["content"] or ""
+                else:
+                    completion = self._llama.create_completion(req.prompt, **kwargs)
+                    text = completion["choices"][0]["text"]
+            except ValueError as exc:  # llama.cpp: prompt + max_tokens beyond the context window
+                raise InputError(str(exc), "max_tokens" if "context" in str(exc) else None) from exc
+        generate_ms = (time.perf_counter() - started) * 1e3
+        finish_reason = completion["choices"][0]["finish_reason"]
+        usage = dict(completion["usage"])
+        output = self._checked_output(text, req.schema, finish_reason, usage["completion_tokens"], max_tokens)
+        return JsonResult(output=output, text=text, finish_reason=finish_reason, usage=usage,
+                          cache_hit=found.hit, compile_ms=found.compile_ms, generate_ms=generate_ms,
+                          schema_hash=key, backend=self.compiler.name)
+
+    @staticmethod
+    def _checked_output(text: str, schema: dict, finish_reason: str, n_tokens: int, max_tokens: int) -> Any:
+        truncated = finish_reason == "length"
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            if truncated:
+                raise InputError(
+                    f"truncated at {n_tokens} tokens: the JSON value did not close within "
+                    f"max_tokens={max_tokens}; raise max_tokens", "max_tokens", status_code=422) from exc
+            raise InputError(f"model output is not valid JSON ({exc.msg}); no body returned",
+                             status_code=422) from exc
+        problem = validation_error(value, schema)
+        if problem is not None:
+            if truncated:
+                raise InputError(
+                    f"truncated at {n_tokens} tokens: the value ended before it satisfied the schema "
+                    f"({problem}); raise max_tokens", "max_tokens", status_code=422)
+            raise InputError(f"model output failed schema validation {problem}; no body returned",
+                             status_code=422)
+        return value
