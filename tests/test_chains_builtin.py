@@ -35,7 +35,7 @@ async def run(name: str, inputs: dict, urls: dict):
 
 
 def words(text: str) -> set[str]:
-    return set(re.findall(r"[a-z]+", text.lower()))
+    return set(re.findall(r"[a-z0-9]+", text.lower()))
 
 
 def wav_seconds(data: bytes) -> float:
@@ -47,7 +47,9 @@ async def test_voice_chain_real_models(whisper_url, llm_url, tts_url):
     result = await run("voice", {"audio": AUDIO_B64, "temperature": 0.0},
                        {"whisper": whisper_url, "llm": llm_url, "tts": tts_url})
     out = result.outputs
-    assert {"table", "four", "alice", "vegetarian"} <= words(out["transcript"])
+    heard = words(out["transcript"])
+    assert {"table", "alice", "vegetarian"} <= heard
+    assert heard & {"four", "4"}  # Whisper may write the number as a digit
     assert len(out["reply_text"].split()) >= 2
     audio = base64.b64decode(out["audio_b64"])
     assert out["content_type"].startswith("audio/wav") and wav_seconds(audio) > 0.5

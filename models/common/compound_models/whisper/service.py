@@ -68,7 +68,11 @@ class WhisperService:
         if len(raw) > limit * 4 // 3 + 4096:
             raise InputError(f"request body is larger than the limit of {limit} bytes of audio",
                              status_code=413)
-        return from_json(parse_json_body(raw), max_bytes=limit)
+        try:
+            body = parse_json_body(raw)
+        except InputError as exc:
+            raise InputError(f"body is neither JSON nor multipart/form-data: {exc.message}") from exc
+        return from_json(body, max_bytes=limit)
 
     def load_audio(self, req: TranscriptionRequest) -> np.ndarray:
         s = self.settings
