@@ -256,3 +256,16 @@ def test_endpoints_default_ports_env_override_and_api_key():
     assert prod.headers() == {"Authorization": "Api-Key k123"}
     with pytest.raises(KeyError, match="no endpoint for node 'chain'"):
         prod.base_url("chain")
+
+
+def test_voice_speakable_step_drops_repeated_sentences_and_keeps_replies_short():
+    from compound.service.chains.voice import MAX_SPOKEN_SENTENCES, speakable
+
+    class _Steps(dict):
+        pass
+
+    looping = "I'm so sorry to hear that. " * 10 + "Table for **four** at 7pm? 🎉"
+    out = speakable(_Steps(reply={"text": looping}))["text"]
+    assert out == "I'm so sorry to hear that. Table for four at 7pm?"
+    many = " ".join(f"Sentence number {i}." for i in range(10))
+    assert speakable(_Steps(reply={"text": many}))["text"].count(".") == MAX_SPOKEN_SENTENCES

@@ -15,6 +15,9 @@ SYSTEM_PROMPT = ("You are a friendly restaurant host answering the phone. Reply 
                  "one or two short, plain sentences that sound natural when spoken.")
 
 
+MAX_SPOKEN_SENTENCES = 3
+
+
 class VoiceInput(BaseModel):
     model_config = ConfigDict(extra="forbid")
     audio: str = Field(..., description="the caller's audio (wav/mp3/...), base64")
@@ -37,6 +40,15 @@ def speakable(si: StepInput) -> dict:
     text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # [label](url) -> label
     text = re.sub(r"[^\w\s.,!?;:'\"()%$&@/-]", "", text)  # emoji and symbols the voice would spell out
     text = " ".join(text.split())
+    # Small models loop ("I'm sorry. I'm sorry. ..."): speak each sentence once, and at
+    # most MAX_SPOKEN_SENTENCES of them — a phone reply is short.
+    sentences, seen = [], set()
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        key = sentence.lower().strip(" .!?")
+        if key and key not in seen:
+            seen.add(key)
+            sentences.append(sentence)
+    text = " ".join(sentences[:MAX_SPOKEN_SENTENCES])
     if len(text) > 600:  # cut at a sentence end: replies are meant to be short
         cut = max(text.rfind(p, 0, 600) for p in ".!?")
         text = text[: cut + 1] if cut > 0 else text[:600]
