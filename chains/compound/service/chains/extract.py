@@ -4,23 +4,30 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
-from compound.service.chains.booking import BOOKING_CHECKS, BOOKING_SCHEMA, booking_facts
-from compound.service.chains.checks import Check, check_fields_exist, check_json_schema, evaluate
 from compound.service.chains.inputs import check_audio_b64
-from compound.service.chains.models_api import Record, Text, json_request, parse_record, parse_transcript
-from compound.service.graph import Chain, CheckFailed, Node, Repair, RetryPolicy, StepInput
+from compound.service.chains.models_api import (
+    Record,
+    Text,
+    json_request,
+    parse_record,
+    parse_transcript,
+)
+from compound.service.chains.record_spec import RecordSpec
+from compound.service.graph import (
+    Chain,
+    CheckFailed,
+    Node,
+    Repair,
+    RetryPolicy,
+    StepInput,
+)
 
 
-class ExtractInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class ExtractInput(RecordSpec):
     audio: Optional[str] = Field(None, description="speech to transcribe first, base64")
     text: Optional[str] = Field(None, min_length=1, max_length=20_000)
-    record_schema: Optional[dict] = Field(None, alias="schema",
-                                          description="JSON Schema of the record; the booking example when absent")
-    checks: Optional[list[Check]] = Field(None, max_length=50,
-                                          description="business facts; the booking checks when schema is absent")
     instructions: Optional[str] = Field(None, max_length=2000)
     max_rounds: int = Field(3, ge=1, le=5, description="json attempts the checks may ask for")
     max_tokens: int = Field(256, ge=16, le=1024)
@@ -30,30 +37,12 @@ class ExtractInput(BaseModel):
     def _audio_is_base64(cls, value: Optional[str]) -> Optional[str]:
         return None if value is None else check_audio_b64(value)
 
-    @field_validator("record_schema")
-    @classmethod
-    def _schema_is_a_record(cls, value: Optional[dict]) -> Optional[dict]:
-        return None if value is None else check_json_schema(value)
-
     @model_validator(mode="after")
     def _one_source(self):
         if (self.audio is None) == (self.text is None):
             raise ValueError("give exactly one of 'audio' (base64) or 'text'")
-        check_fields_exist(self.schema_(), self.checks_())
+        self.check_fields_exist()
         return self
-
-    def schema_(self) -> dict:
-        return self.record_schema if self.record_schema is not None else BOOKING_SCHEMA
-
-    def checks_(self) -> list[Check]:
-        if self.checks is not None:
-            return self.checks
-        return BOOKING_CHECKS if self.record_schema is None else []
-
-    def facts(self, record) -> list[str]:
-        """Failed facts: the declared checks, plus the booking example's cross-field facts."""
-        extra = booking_facts(record) if self.record_schema is None and self.checks is None else []
-        return evaluate(record, self.checks_()) + extra
 
 
 def source_text(si: StepInput) -> str:

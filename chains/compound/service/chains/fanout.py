@@ -5,52 +5,39 @@ from __future__ import annotations
 import re
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, model_validator
 
-from compound.service.chains.booking import BOOKING_CHECKS, BOOKING_SCHEMA, booking_facts
-from compound.service.chains.checks import (Check, check_fields_exist, check_json_schema, evaluate,
-                                            schema_errors)
+from compound.service.chains.checks import (
+    schema_errors,
+)
 from compound.service.chains.models_api import json_request, parse_record
-from compound.service.graph import Chain, CheckFailed, Node, Repair, RetryPolicy, StepInput
+from compound.service.chains.record_spec import RecordSpec
+from compound.service.graph import (
+    Chain,
+    CheckFailed,
+    Node,
+    Repair,
+    RetryPolicy,
+    StepInput,
+)
 
 MAX_PARTS = 32
 
 
-class FanoutInput(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class FanoutInput(RecordSpec):
     text: str = Field(..., min_length=1, max_length=200_000)
-    record_schema: Optional[dict] = Field(None, alias="schema", description="JSON Schema of one record")
-    checks: Optional[list[Check]] = Field(None, max_length=50)
     split: Literal["paragraphs", "sentences"] = "paragraphs"
     max_parts: int = Field(8, ge=1, le=MAX_PARTS, description="parts beyond this are merged, not dropped")
     instructions: Optional[str] = Field(None, max_length=2000)
     max_rounds: int = Field(2, ge=1, le=3)
     max_tokens: int = Field(256, ge=16, le=1024)
 
-    @field_validator("record_schema")
-    @classmethod
-    def _schema_is_a_record(cls, value: Optional[dict]) -> Optional[dict]:
-        return None if value is None else check_json_schema(value)
-
     @model_validator(mode="after")
     def _checks_fit_schema(self):
         if not self.text.strip():
             raise ValueError("text is blank")
-        check_fields_exist(self.schema_(), self.checks_())
+        self.check_fields_exist()
         return self
-
-    def schema_(self) -> dict:
-        return self.record_schema if self.record_schema is not None else BOOKING_SCHEMA
-
-    def checks_(self) -> list[Check]:
-        if self.checks is not None:
-            return self.checks
-        return BOOKING_CHECKS if self.record_schema is None else []
-
-    def facts(self, record) -> list[str]:
-        """Failed facts: the declared checks, plus the booking example's cross-field facts."""
-        extra = booking_facts(record) if self.record_schema is None and self.checks is None else []
-        return evaluate(record, self.checks_()) + extra
 
 
 def split_text(text: str, how: str, max_parts: int) -> list[str]:

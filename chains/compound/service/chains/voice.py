@@ -7,8 +7,14 @@ from typing import Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from compound.service.chains.inputs import check_audio_b64
-from compound.service.chains.models_api import (Audio, NonEmptyText, Text, parse_audio, parse_chat,
-                                                 parse_transcript)
+from compound.service.chains.models_api import (
+    Audio,
+    NonEmptyText,
+    Text,
+    parse_audio,
+    parse_chat,
+    parse_transcript,
+)
 from compound.service.graph import Chain, Node, RetryPolicy, StepInput
 
 SYSTEM_PROMPT = ("You are a friendly restaurant host answering the phone. Reply to the caller in "
