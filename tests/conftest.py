@@ -5,7 +5,7 @@ free port base, through the same supervisor `compound serve` uses.
 """
 from __future__ import annotations
 
-import os
+import base64
 from pathlib import Path
 
 import pytest
@@ -13,6 +13,8 @@ import pytest
 from compound.runtime.supervisor import Stack, find_free_port_base
 
 TEST_BASETEN_WEBHOOK_SECRET = "test-baseten-webhook-secret"
+# Standard Webhooks secret the chain service signs job webhooks with ("whsec_" + base64)
+TEST_CHAIN_WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"compound-test-webhook-secret-32b").decode()
 
 
 @pytest.fixture(scope="session")
@@ -34,6 +36,7 @@ def local_stack(stack_state_dir):
         env={
             "COMPOUND_STATE_DIR": str(stack_state_dir),
             "COMPOUND_BASETEN_WEBHOOK_SECRET": TEST_BASETEN_WEBHOOK_SECRET,
+            "COMPOUND_WEBHOOK_SECRET": TEST_CHAIN_WEBHOOK_SECRET,
             # dev settings of the chain service: local receivers are allowed
             "COMPOUND_ALLOW_PRIVATE_WEBHOOKS": "1",
         },

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 import uuid
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 import httpx
 from fastapi import Body, Depends, FastAPI, Header, HTTPException, Request
@@ -45,11 +45,18 @@ def problem(status: int, error: str, field: Optional[str] = None, **extra: Any) 
     return HTTPException(status_code=status, detail={"error": error, "field": field, **extra})
 
 
-class RunRequest(BaseModel):
+class ChainRequest(BaseModel):
     inputs: dict = Field(..., description="The chain's input (see GET /v1/chains/{name} input_schema)")
 
 
-class AsyncRunRequest(RunRequest):
+class RunRequest(ChainRequest):
+    node_modes: dict[str, Literal["sync", "async"]] = Field(
+        default_factory=dict,
+        description="Per-run call mode of Truss nodes: 'async' calls the node through its "
+                    "async_predict with a Baseten-signed webhook back to this service")
+
+
+class AsyncRunRequest(ChainRequest):
     webhook_url: Optional[str] = Field(
         None, description="Where the result is POSTed (Standard Webhooks signed), at least once")
 
@@ -195,9 +202,17 @@ def create_app(settings: Optional[Settings] = None, catalog: Optional[ChainCatal
             raise problem(404, f"no job {job_id!r}", "job_id")
         return job
 
-    def ctx() -> RunContext:
+    def ctx(node_modes: Optional[dict] = None) -> RunContext:
         return RunContext(endpoints=state.endpoints, callback_url=settings.callback_url,
-                          registry=state.registry, http=state.http)
+                          registry=state.registry, http=state.http, mode_overrides=node_modes or {})
+
+    def validated_node_modes(chain, node_modes: dict) -> dict:
+        truss_nodes = [n.name for n in chain.nodes if n.kind == "truss"]
+        for name in node_modes:
+            if name not in truss_nodes:
+                raise problem(422, f"{name!r} is not a Truss node of chain {chain.name!r}; "
+                                   f"Truss nodes: {', '.join(truss_nodes)}", f"node_modes.{name}")
+        return node_modes
 
     @app.get("/healthz", tags=["ops"])
     async def healthz():
@@ -218,9 +233,10 @@ def create_app(settings: Optional[Settings] = None, catalog: Optional[ChainCatal
         """Run the chain now and answer with its outputs and per-node trace (in-memory journal)."""
         chain = chain_or_404(name)
         validated_inputs(chain, req.inputs)
+        node_modes = validated_node_modes(chain, req.node_modes)
         run_id = "run_" + uuid.uuid4().hex
         started = time.time()
-        result = await run_chain(chain, req.inputs, InMemoryJournal(state.registry, run_id), ctx())
+        result = await run_chain(chain, req.inputs, InMemoryJournal(state.registry, run_id), ctx(node_modes))
         body = {"run_id": run_id, "chain": name, **result.to_dict(), "duration_s": time.time() - started}
         return JSONResponse(status_code=200 if result.status == "succeeded" else 502, content=body)
 
@@ -235,8 +251,9 @@ def create_app(settings: Optional[Settings] = None, catalog: Optional[ChainCatal
         if chain.stream_node is None:
             raise problem(400, f"chain {name!r} has no streaming tail; use /v1/chains/{name}/run", "name")
         chain_input = validated_inputs(chain, req.inputs)
+        node_modes = validated_node_modes(chain, req.node_modes)
         head: dict = {}
-        gen = stream_chain(chain, req.inputs, ctx(), on_head=lambda r: head.update(trace=[t.to_dict() for t in r.trace]))
+        gen = stream_chain(chain, req.inputs, ctx(node_modes), on_head=lambda r: head.update(trace=[t.to_dict() for t in r.trace]))
         try:
             first = await anext(gen)
         except ChainInputError as exc:
