@@ -6,18 +6,12 @@ from __future__ import annotations
 import pytest
 
 from chain_service import pg
+from chain_service.pg import store_url  # noqa: F401, F811 (a fixture: both stores)
 from chain_service.fakes import FakeNode, WebhookReceiver, wait_for
 from chain_service.service import BASETEN_SECRET, WEBHOOK_SECRET, ServiceProcess
 from compound.service.store import open_store, webhook_id_for
 
 pytestmark = pytest.mark.fault
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    return pg.fresh_database_url()
 
 
 @pytest.fixture

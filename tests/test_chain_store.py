@@ -7,19 +7,12 @@ import time
 
 import pytest
 
-from chain_service import pg
+from chain_service.pg import store_url  # noqa: F401, F811 (a fixture: both stores)
 from compound.service.store import IdempotencyConflict, OutboxMessage, open_store, webhook_id_for
 from compound.service.store.base import (
     DELIVERY_DELIVERED, DELIVERY_DISABLED, DELIVERY_PENDING, JOB_CANCELED, JOB_QUEUED, JOB_RUNNING,
     JOB_SUCCEEDED,
 )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    return pg.fresh_database_url()
 
 
 @pytest.fixture

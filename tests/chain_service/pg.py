@@ -38,3 +38,11 @@ def fresh_database_url() -> str:
     with psycopg.connect(srv.get_uri(), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return srv.get_uri(name)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path):
+    """One test, both stores: SQLite in tmp_path and a fresh database on the embedded PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return fresh_database_url()
