@@ -291,6 +291,12 @@ def test_cancel_running_job(client, receiver):
     assert client.get("/v1/jobs/job_nope").status_code == 404
 
 
+def test_chain_with_human_step_is_refused_on_sync_routes(client):
+    for route in ("run", "stream"):
+        r = client.post(f"/v1/chains/fake_approval/{route}", json={"inputs": {"text": "draft me"}})
+        assert r.status_code == 409 and "/v1/chains/fake_approval/async" in detail(r)["error"]
+
+
 def test_human_approval_and_rejection(client):
     job_id = client.post("/v1/chains/fake_approval/async", json={"inputs": {"text": "draft me"}}).json()["job_id"]
     wait_for(lambda: any(p["step"] == "review" for p in client.get(f"/v1/jobs/{job_id}").json().get("pending", [])),
@@ -337,7 +343,13 @@ def test_baseten_callback_signature_freshness_and_dedupe(client):
     r = httpx.post(client.base_url.join(url), content=body, headers={**no_auth, "X-BASETEN-SIGNATURE": rotated})
     assert r.status_code == 200 and r.json()["request_id"] == rid
     r = httpx.post(client.base_url.join(url), content=body, headers={**no_auth, "X-BASETEN-SIGNATURE": rotated})
-    assert r.status_code == 409 and "duplicate" in detail(r)["error"]
+    # a re-delivery is acknowledged (2xx stops the sender's retries) but not applied twice
+    assert r.status_code == 200 and r.json()["status"] == "duplicate"
+    for bad_time in ("NaN", ["2024"], {"t": 1}):
+        weird = json.dumps({**json.loads(_callback(rid + "-t", time.time())), "time": bad_time}).encode()
+        r = httpx.post(client.base_url.join(url), content=weird,
+                       headers={**no_auth, "X-BASETEN-SIGNATURE": baseten_signature.sign(BASETEN_SECRET, weird)})
+        assert r.status_code == 400 and detail(r)["field"] == "time", bad_time
     stale = _callback(rid + "-old", time.time() - 301)
     r = httpx.post(client.base_url.join(url), content=stale,
                    headers={**no_auth, "X-BASETEN-SIGNATURE": baseten_signature.sign(BASETEN_SECRET, stale)})

@@ -181,4 +181,8 @@ def test_release_job_lets_next_claim_resume_at_once(store):
     assert not store.release_job(job.id, "w2")  # not the owner
     assert store.release_job(job.id, "w1")
     again = store.claim_job("w2", lease_s=30)
-    assert again.id == job.id and again.attempts == 2
+    # a graceful hand-back does not count as an interrupted run, however often it happens
+    assert again.id == job.id and again.attempts == 1
+    for _ in range(10):
+        assert store.release_job(job.id, "w2")
+        assert store.claim_job("w2", lease_s=30).attempts == 1

@@ -198,3 +198,25 @@ def test_async_predict_rejects_bad_json_and_oversize_bodies(echo_url):
     response = httpx.post(echo_url + "/async_predict", json=big)
     assert response.status_code == 413 and "limit" in response.text
     assert httpx.get(f"{echo_url}/async_request/does-not-exist").status_code == 404
+
+
+def test_finished_async_requests_are_bounded_in_memory():
+    """A long-running server forgets the oldest finished requests beyond its cap."""
+    import asyncio
+
+    from compound.runtime.async_api import AsyncInferenceQueue, AsyncPredictRequest
+
+    async def scenario():
+        queue = AsyncInferenceQueue("http://127.0.0.1:9/unused", "m", max_finished=3)
+        queue._ensure_started = lambda: setattr(queue, "_queue", asyncio.PriorityQueue())
+        ids = []
+        for i in range(6):
+            request = queue.submit(AsyncPredictRequest(model_input={"i": i}))
+            request.set_status("SUCCEEDED")
+            queue._finished(request)
+            ids.append(request.request_id)
+        return queue, ids
+
+    queue, ids = asyncio.run(scenario())
+    assert list(queue.requests) == ids[-3:]
+    assert all(r.body.model_input == {} for r in queue.requests.values())

@@ -103,13 +103,15 @@ def _output_as_json(response: httpx.Response) -> Any:
 
 class AsyncInferenceQueue:
     def __init__(self, predict_url: str, model_id: str, deployment_id: str = "local",
-                 workers: int = 1, max_queue: int = 1024):
+                 workers: int = 1, max_queue: int = 1024, max_finished: int = 10_000):
         self.predict_url = predict_url
         self.model_id = model_id
         self.deployment_id = deployment_id
         self.workers = max(1, workers)
         self.max_queue = max_queue
-        self.requests: dict[str, AsyncRequest] = {}
+        self.requests: dict[str, AsyncRequest] = {}  # insertion order = age
+        self.max_finished = max_finished  # finished requests kept for status lookups
+        self._queued = 0
         self._queue: asyncio.PriorityQueue | None = None
         self._order = itertools.count()
         self._tasks: list[asyncio.Task] = []
@@ -129,7 +131,15 @@ class AsyncInferenceQueue:
             self._tasks = [asyncio.create_task(self._worker(i)) for i in range(self.workers)]
 
     def queued_count(self) -> int:
-        return sum(1 for r in self.requests.values() if r.status == "QUEUED")
+        return self._queued
+
+    def _finished(self, request: AsyncRequest) -> None:
+        """Free a finished request's input and forget the oldest finished ones beyond the cap,
+        so a long-running server's memory stays bounded."""
+        request.body.model_input = {}
+        finished = [rid for rid, r in self.requests.items() if r.status in TERMINAL]
+        for rid in finished[: max(0, len(finished) - self.max_finished)]:
+            del self.requests[rid]
 
     def submit(self, body: AsyncPredictRequest) -> AsyncRequest:
         self._ensure_started()
@@ -139,6 +149,7 @@ class AsyncInferenceQueue:
         if body.webhook_endpoint is not None:
             request.webhook_status = "PENDING"
         self.requests[request.request_id] = request
+        self._queued += 1
         self._queue.put_nowait((body.priority, next(self._order), request.request_id))
         log.info("async request %s queued (priority %d)", request.request_id, body.priority)
         return request
@@ -156,6 +167,7 @@ class AsyncInferenceQueue:
                 409, f"request {request_id} is {request.status}; only QUEUED requests can be canceled"
             )
         request.set_status("CANCELED")
+        self._queued -= 1
         return request
 
     def describe(self, request: AsyncRequest) -> dict:
@@ -178,6 +190,7 @@ class AsyncInferenceQueue:
             try:
                 if request.status != "QUEUED":  # canceled while waiting
                     continue
+                self._queued -= 1
                 waited = time.time() - request.created_at
                 if waited > request.body.max_time_in_queue_seconds:
                     request.set_status("EXPIRED")
@@ -192,6 +205,10 @@ class AsyncInferenceQueue:
                 request.set_status("FAILED")
                 request.errors = [{"code": "INTERNAL", "message": repr(exc)}]
                 self._deliver_later(request, data=None)
+            finally:
+                delivered_or_none = request.webhook_status != "PENDING" or request.status == "CANCELED"
+                if request.status in TERMINAL and delivered_or_none:
+                    self._finished(request)
 
     async def _run(self, request: AsyncRequest) -> None:
         request.set_status("IN_PROGRESS")
@@ -226,6 +243,7 @@ class AsyncInferenceQueue:
         if request.body.webhook_endpoint is None:
             return
         task = asyncio.create_task(self._deliver(request, data))
+        task.add_done_callback(lambda _: self._finished(request))
         self._webhook_tasks.add(task)
         task.add_done_callback(self._webhook_tasks.discard)
 
@@ -278,7 +296,9 @@ def install_async_routes(app: FastAPI, queue: AsyncInferenceQueue) -> None:
                                      f"{max_input_bytes()} bytes (pass large inputs by URL)")
         try:
             payload = json.loads(raw)
-        except json.JSONDecodeError as exc:
+        except RecursionError as exc:
+            raise HTTPException(400, "body is nested too deeply") from exc
+        except ValueError as exc:  # JSONDecodeError, invalid UTF-8
             raise HTTPException(400, f"body is not valid JSON: {exc}") from exc
         try:
             body = AsyncPredictRequest.model_validate(payload)

@@ -191,7 +191,10 @@ class Stack:
             line = humanize_log_line(line.rstrip("\n"))
             rs.log_tail.append(line)
             if self.log_sink:
-                self.log_sink(rs.name, line)
+                try:
+                    self.log_sink(rs.name, line)
+                except Exception:  # keep draining: a full pipe would block the server
+                    pass
 
     def _wait_ready(self, pending: list[RunningService]) -> None:
         deadline = time.monotonic() + self.ready_timeout_s

@@ -25,6 +25,13 @@ from compound.runtime.truss_fs import build_truss_fs
 log = logging.getLogger("compound.runtime")
 
 
+def _connect_host(bind_host: str) -> str:
+    """Where this process reaches its own server, given the interface it binds."""
+    if bind_host in ("", "0.0.0.0", "::", "localhost"):
+        return "127.0.0.1"
+    return f"[{bind_host}]" if ":" in bind_host else bind_host
+
+
 def _local_server_class(truss_server_module, host: str):
     """TrussServer plus local-only routes, bound to `host` instead of 0.0.0.0."""
     from compound.runtime.async_api import AsyncInferenceQueue, install_async_routes
@@ -37,7 +44,7 @@ def _local_server_class(truss_server_module, host: str):
             super().__init__(http_port=http_port, config_or_path=config_or_path)
             runtime = self._config.get("runtime") or {}
             self.async_queue = AsyncInferenceQueue(
-                predict_url=f"http://127.0.0.1:{http_port}/v1/models/model:predict",
+                predict_url=f"http://{_connect_host(host)}:{http_port}/v1/models/model:predict",
                 model_id=self._config.get("model_name") or "model",
                 workers=int(runtime.get("predict_concurrency") or 1),
             )

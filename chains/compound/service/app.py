@@ -206,6 +206,15 @@ def create_app(settings: Optional[Settings] = None, catalog: Optional[ChainCatal
         return RunContext(endpoints=state.endpoints, callback_url=settings.callback_url,
                           registry=state.registry, http=state.http, mode_overrides=node_modes or {})
 
+    def sync_runnable(chain):
+        # A human step waits for /v1/jobs/{id}/steps/.../approve, which needs a durable job;
+        # on a sync run nobody could approve and the request would hang until the step's timeout.
+        human = [n.name for n in chain.nodes if n.kind == "human"]
+        if human:
+            raise problem(409, f"chain {chain.name!r} has human step(s) {', '.join(human)}; run it as a "
+                               f"job: POST /v1/chains/{chain.name}/async", "name")
+        return chain
+
     def validated_node_modes(chain, node_modes: dict) -> dict:
         truss_nodes = [n.name for n in chain.nodes if n.kind == "truss"]
         for name in node_modes:
@@ -227,11 +236,11 @@ def create_app(settings: Optional[Settings] = None, catalog: Optional[ChainCatal
         return chain_or_404(name).describe()
 
     @app.post("/v1/chains/{name}/run", tags=["chains"], dependencies=[auth], response_model=RunResponse,
-              responses={**_errors(*AUTH_ERRORS, 404),
+              responses={**_errors(*AUTH_ERRORS, 404, 409),
                          502: {"model": RunResponse, "description": "a node failed; body has the trace"}})
     async def run_sync(name: str, req: RunRequest):
         """Run the chain now and answer with its outputs and per-node trace (in-memory journal)."""
-        chain = chain_or_404(name)
+        chain = sync_runnable(chain_or_404(name))
         validated_inputs(chain, req.inputs)
         node_modes = validated_node_modes(chain, req.node_modes)
         run_id = "run_" + uuid.uuid4().hex
@@ -242,12 +251,12 @@ def create_app(settings: Optional[Settings] = None, catalog: Optional[ChainCatal
 
     @app.post("/v1/chains/{name}/stream", tags=["chains"], dependencies=[auth], response_class=StreamingResponse,
               responses={200: {"content": {"application/octet-stream": {}, "audio/wav": {}}},
-                         **_errors(*AUTH_ERRORS, 400, 404),
+                         **_errors(*AUTH_ERRORS, 400, 404, 409),
                          502: {"model": RunResponse, "description": "a node before the tail failed"}})
     async def run_stream(name: str, req: RunRequest):
         """Run the chain and stream its tail node's bytes (voice: audio) as they are produced.
         The head's trace comes in the `X-Chain-Trace` header (JSON)."""
-        chain = chain_or_404(name)
+        chain = sync_runnable(chain_or_404(name))
         if chain.stream_node is None:
             raise problem(400, f"chain {name!r} has no streaming tail; use /v1/chains/{name}/run", "name")
         chain_input = validated_inputs(chain, req.inputs)
@@ -390,7 +399,9 @@ def create_app(settings: Optional[Settings] = None, catalog: Optional[ChainCatal
         except baseten_signature.SignatureError as exc:
             raise problem(400, str(exc), "time")
         if not await state.store.put_event("callback", request_id, body):
-            raise problem(409, f"duplicate callback for request_id {request_id!r}", "request_id")
+            # Already stored: a re-delivery (e.g. the first answer timed out on the sender's side).
+            # 2xx, so the sender stops retrying; the stored body is not replaced.
+            return {"status": "duplicate", "request_id": request_id, "woke_waiter": False}
         woke = state.registry.resolve(request_id, body)
         return {"status": "accepted", "request_id": request_id, "woke_waiter": woke}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 from datetime import datetime, timezone
 from typing import Iterable, Optional, Union
 
@@ -52,12 +53,16 @@ def parse_time(value: Union[str, int, float, None]) -> float:
     """Baseten's `time` field (ISO 8601, e.g. 2024-04-05T22:54:13.130148Z) or epoch seconds."""
     if value is None:
         raise SignatureError("callback body has no `time`")
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise SignatureError(f"callback `time` must be a string or a number, not {type(value).__name__}")
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        if not math.isfinite(seconds):  # NaN would pass every freshness comparison
+            raise SignatureError(f"callback `time` is not a finite number: {value!r}")
+        return seconds
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError as exc:

@@ -204,7 +204,9 @@ class SQLStore(Store):
 
     def release_job(self, job_id, worker):
         with self._tx() as cur:
-            cur.execute("UPDATE jobs SET lease_expires_at = 0, updated_at = ? "
+            # A graceful hand-back (SIGTERM, deploy) is not a crashed run: give back the claim
+            # it counted, so restarts never exhaust max_job_claims for a healthy job.
+            cur.execute("UPDATE jobs SET lease_expires_at = 0, attempts = attempts - 1, updated_at = ? "
                         "WHERE id = ? AND lease_owner = ? AND status = ?",
                         (time.time(), job_id, worker, JOB_RUNNING))
             return cur.rowcount == 1
