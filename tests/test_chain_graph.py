@@ -154,6 +154,15 @@ async def test_code_step_exception_names_the_node():
     assert result.error == "node 'divide' failed after 1 attempt(s): code: ZeroDivisionError: integer division or modulo by zero"
 
 
+async def test_broken_when_condition_fails_the_run_naming_the_node():
+    chain = Chain("broken", In, [
+        Node.code("maybe", lambda si: {"value": 1}, when=lambda si: si.input.missing_field),
+    ], output=lambda steps, inp: steps["maybe"])
+    result = await run(chain, ctx_for({}))
+    assert result.status == "failed" and result.failed_step == "maybe"
+    assert result.error.startswith("node 'maybe' failed: code: AttributeError")
+
+
 async def test_skipped_node_satisfies_dependents():
     chain = Chain("skip", In, [
         Node.code("maybe", lambda si: {"value": 1}, when=lambda si: si.input.x > 5),

@@ -248,7 +248,11 @@ class _Run:
         repair = node.repair
         if record.status == REJECTED and repair is not None:
             target = repair.target
-            rounds = repair.rounds(self.input)
+            try:
+                rounds = repair.rounds(self.input)
+            except Exception as exc:  # the chain's own code: fail the run, not the server
+                record.error = f"node {node.name!r}: repair rounds failed: {type(exc).__name__}: {exc}"
+                return record
             if self.rounds[target] < rounds:
                 self.rounds[target] += 1
                 self.rounds[node.name] += 1
@@ -284,6 +288,11 @@ class _Run:
         except _Exhausted as exc:
             record.status, record.attempts = FAILED, exc.attempts
             record.error = f"node {node.name!r} failed after {exc.attempts} attempt(s): {exc.error}"
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # a bug in the chain's own code (when/map_over): fail this step
+            record.status, record.attempts = FAILED, max(record.attempts, 1)
+            record.error = f"node {node.name!r} failed: code: {type(exc).__name__}: {exc}"
         record.ended_at = time.time()
         await self.journal.record_step(record)
         if self.ctx.on_step is not None:
