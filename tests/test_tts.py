@@ -420,14 +420,21 @@ def _predict(tts_url: str, body, **kwargs) -> httpx.Response:
     return httpx.post(f"{tts_url}/v1/models/model:predict", json=body, timeout=60, **kwargs)
 
 
+# Two sentences (~28 words): Piper's sampling noise makes a rare run mishear a word or two
+# ("a part of T-helps" was seen once in CI); the WER bound stays 15 %.
+WHOLE_WAV_TEXT = ("A pot of tea helps to pass the evening, said the old man. "
+                  "Please call Stella and ask her to bring these things with her from the store.")
+
+
 def test_http_whole_wav(tts_url):
-    resp = _predict(tts_url, {"input": "A pot of tea helps to pass the evening, said the old man."})
+    resp = _predict(tts_url, {"input": WHOLE_WAV_TEXT})
     assert resp.status_code == 200, resp.text
     assert resp.headers["content-type"] == "audio/wav"
     assert resp.headers["x-sample-rate"] == "22050" and resp.headers["x-channels"] == "1"
     with wave.open(io.BytesIO(resp.content)) as wav:
         assert wav.getframerate() == 22050 and wav.getnframes() > 22050
-    assert wer("A pot of tea helps to pass the evening, said the old man.", transcribe(resp.content)) <= 0.15
+    heard = transcribe(resp.content)
+    assert wer(WHOLE_WAV_TEXT, heard) <= 0.15, heard
 
 
 def test_http_streaming_arrives_in_pieces(tts_url):
