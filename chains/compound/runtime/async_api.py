@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import datetime as dt
 import hashlib
 import hmac
@@ -111,6 +112,7 @@ class AsyncInferenceQueue:
         self.max_queue = max_queue
         self.requests: dict[str, AsyncRequest] = {}  # insertion order = age
         self.max_finished = max_finished  # finished requests kept for status lookups
+        self._finished_ids: collections.deque[str] = collections.deque()  # oldest first
         self._queued = 0
         self._queue: asyncio.PriorityQueue | None = None
         self._order = itertools.count()
@@ -137,9 +139,9 @@ class AsyncInferenceQueue:
         """Free a finished request's input and forget the oldest finished ones beyond the cap,
         so a long-running server's memory stays bounded."""
         request.body.model_input = {}
-        finished = [rid for rid, r in self.requests.items() if r.status in TERMINAL]
-        for rid in finished[: max(0, len(finished) - self.max_finished)]:
-            del self.requests[rid]
+        self._finished_ids.append(request.request_id)
+        while len(self._finished_ids) > self.max_finished:
+            self.requests.pop(self._finished_ids.popleft(), None)
 
     def submit(self, body: AsyncPredictRequest) -> AsyncRequest:
         self._ensure_started()
