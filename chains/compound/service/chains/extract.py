@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from compound.service.chains.inputs import check_audio_b64
 from compound.service.chains.models_api import (
+    MODEL_RETRY,
     Record,
     Text,
     json_request,
@@ -20,7 +21,6 @@ from compound.service.graph import (
     CheckFailed,
     Node,
     Repair,
-    RetryPolicy,
     StepInput,
 )
 
@@ -68,8 +68,6 @@ def _output(steps: dict, inp: BaseModel) -> dict:
             "record": steps["extract"]["record"],
             "checks_passed": steps["check"]["passed"], "rounds": steps["check"]["rounds"]}
 
-
-MODEL_RETRY = RetryPolicy(attempts=3, initial_delay_s=0.5, max_delay_s=4)
 
 CHAIN = Chain(
     "extract",

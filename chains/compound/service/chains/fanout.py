@@ -10,14 +10,13 @@ from pydantic import BaseModel, Field, model_validator
 from compound.service.chains.checks import (
     schema_errors,
 )
-from compound.service.chains.models_api import json_request, parse_record
+from compound.service.chains.models_api import MODEL_RETRY, json_request, parse_record
 from compound.service.chains.record_spec import RecordSpec
 from compound.service.graph import (
     Chain,
     CheckFailed,
     Node,
     Repair,
-    RetryPolicy,
     StepInput,
 )
 
@@ -101,7 +100,7 @@ CHAIN = Chain(
         Node.code("split", _split),
         Node.truss("extract", "json", _part_request, parse_record, depends_on=["split"],
                    map_over=lambda si: si["split"]["parts"], concurrency=4, timeout_s=120,
-                   retry=RetryPolicy(attempts=3, initial_delay_s=0.5, max_delay_s=4)),
+                   retry=MODEL_RETRY),
         Node.code("validate", _validate, depends_on=["extract"],
                   repair=Repair("extract", max_rounds=lambda inp: inp.max_rounds)),
         Node.code("merge", _merge, depends_on=["split", "extract", "validate"]),

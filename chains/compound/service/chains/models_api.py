@@ -7,7 +7,10 @@ from typing import Any, Optional
 from pydantic import BaseModel, Field
 
 from compound.service.chains.checks import schema_errors
-from compound.service.graph import NodeError, Reply, StepInput
+from compound.service.graph import NodeError, Reply, RetryPolicy, StepInput
+
+# How every built-in chain retries a model node (timeouts, connect errors, 5xx, bad output).
+MODEL_RETRY = RetryPolicy(attempts=3, initial_delay_s=0.5, max_delay_s=4)
 
 
 class Text(BaseModel):

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from compound.service.chains.inputs import check_audio_b64
 from compound.service.chains.models_api import (
+    MODEL_RETRY,
     Audio,
     NonEmptyText,
     Text,
@@ -15,7 +16,7 @@ from compound.service.chains.models_api import (
     parse_chat,
     parse_transcript,
 )
-from compound.service.graph import Chain, Node, RetryPolicy, StepInput
+from compound.service.graph import Chain, Node, StepInput
 
 SYSTEM_PROMPT = ("You are a friendly restaurant host answering the phone. Reply to the caller in "
                  "one or two short, plain sentences that sound natural when spoken.")
@@ -81,8 +82,6 @@ def _output(steps: dict, inp: BaseModel) -> dict:
             **({"audio_b64": speak["audio_b64"], "content_type": speak["content_type"],
                 "audio_bytes": speak["bytes"]} if speak else {})}
 
-
-MODEL_RETRY = RetryPolicy(attempts=3, initial_delay_s=0.5, max_delay_s=4)
 
 CHAIN = Chain(
     "voice",
