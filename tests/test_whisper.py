@@ -191,6 +191,11 @@ def test_openai_whisper_backend_plumbing_random_weights():
                                          n_text_ctx=448, n_text_state=384, n_text_head=6,
                                          n_text_layer=1)
     model = whisper_model.Whisper(dims).eval()
+    # Some of Whisper's parameters are allocated with torch.empty (e.g. the decoder's positional
+    # embedding): uninitialized memory, occasionally NaN. Give every weight seeded values.
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0.0, 0.02)
     backend = OpenAIWhisperBackend(model)
     assert backend.multilingual is False and backend.parallelism == 1
     wav, _ = speech.long_recording(40, seed=21)  # two chunks: exercises offsets and stitching
