@@ -1,6 +1,11 @@
 """The predict body, validated like OpenAI's `/v1/audio/speech` request.
 
-    {"input": "...", "voice"?: "joe", "response_format"?: "wav", "speed"?: 1.0, "stream"?: false}
+    {"input": "...", "voice"?: "joe", "response_format"?: "wav", "speed"?: 1.0, "stream"?: false,
+     "noise_scale"?: 0.667, "noise_w_scale"?: 0.8}
+
+`noise_scale` / `noise_w_scale` are Piper's own sampling knobs (voice timbre noise and
+phoneme-duration noise; default: the voice's `.onnx.json`). 0 for both makes synthesis
+deterministic: the same text gives the same samples, which is what golden-audio tests want.
 
 Every problem is an InputError naming the field (a 400 through `client_errors`).
 `model` is accepted and ignored, so OpenAI-shaped bodies work unchanged; any other
@@ -16,7 +21,8 @@ from compound_models.errors import InputError
 from compound_models.tts.encode import FORMATS
 from compound_models.tts.synth import MAX_SPEED, MIN_SPEED
 
-FIELDS = ("input", "voice", "response_format", "speed", "stream")
+FIELDS = ("input", "voice", "response_format", "speed", "stream", "noise_scale", "noise_w_scale")
+MAX_NOISE_SCALE = 2.0
 IGNORED_FIELDS = ("model",)
 
 
@@ -27,6 +33,8 @@ class SpeechRequest:
     response_format: str
     speed: float
     stream: bool
+    noise_scale: Optional[float] = None  # None: the voice's own default
+    noise_w_scale: Optional[float] = None
 
 
 def parse_speech_request(body: Any, max_input_chars: int, default_format: str = "wav") -> SpeechRequest:
@@ -64,4 +72,16 @@ def parse_speech_request(body: Any, max_input_chars: int, default_format: str = 
     if not isinstance(stream, bool):
         raise InputError("'stream' must be true or false", field="stream")
 
-    return SpeechRequest(text, voice, fmt.lower(), float(speed), stream)
+    noise = {name: _noise(body, name) for name in ("noise_scale", "noise_w_scale")}
+    return SpeechRequest(text, voice, fmt.lower(), float(speed), stream, **noise)
+
+
+def _noise(body: dict, name: str) -> Optional[float]:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InputError(f"'{name}' must be a number between 0 and {MAX_NOISE_SCALE}", field=name)
+    if not 0 <= value <= MAX_NOISE_SCALE:
+        raise InputError(f"'{name}' {value} is out of range [0, {MAX_NOISE_SCALE}]", field=name)
+    return float(value)

@@ -15,7 +15,7 @@ from compound_models.tts import encode
 from compound_models.tts.normalize import clean_text, is_speakable, normalize_sentence
 from compound_models.tts.request import SpeechRequest, parse_speech_request
 from compound_models.tts.sentences import streaming_units
-from compound_models.tts.synth import SynthesisProgress, synthesize_units
+from compound_models.tts.synth import SynthesisProgress, synthesis_config, synthesize_units
 from compound_models.tts.voices import Voice, VoiceRegistry
 
 DEFAULT_VOICES = {"joe": "bundled:en_US-joe-medium"}
@@ -76,8 +76,10 @@ class SpeechJob:
         }
 
     def _unit_audio(self):
-        return synthesize_units(self.voice, self.units, self.request.speed,
-                                self.sentence_silence_s, self.progress)
+        request = self.request
+        config = synthesis_config(self.voice, request.speed, request.noise_scale, request.noise_w_scale)
+        return synthesize_units(self.voice, self.units, request.speed,
+                                self.sentence_silence_s, self.progress, config)
 
     def stream(self) -> Iterator[bytes]:
         """Encoded audio, one piece per synthesized unit (the header rides with the first)."""

@@ -36,15 +36,19 @@ class SynthesisProgress:
     per_unit_seconds: list = field(default_factory=list)
 
 
-def synthesis_config(voice: Voice, speed: float) -> SynthesisConfig:
+def synthesis_config(voice: Voice, speed: float, noise_scale: float | None = None,
+                     noise_w_scale: float | None = None) -> SynthesisConfig:
     # speed 2 = twice as fast = half the phoneme durations; scale the voice's own tuned
-    # length_scale (from its json) rather than replacing it.
-    return SynthesisConfig(length_scale=voice.default_length_scale / speed)
+    # length_scale (from its json) rather than replacing it. Noise left as None keeps the
+    # voice's own values (Piper reads them from the json).
+    return SynthesisConfig(length_scale=voice.default_length_scale / speed,
+                           noise_scale=noise_scale, noise_w_scale=noise_w_scale)
 
 
 def synthesize_units(voice: Voice, units: Iterable[str], speed: float = 1.0,
                      sentence_silence_s: float = 0.0,
-                     progress: SynthesisProgress | None = None) -> Iterator[UnitAudio]:
+                     progress: SynthesisProgress | None = None,
+                     config: SynthesisConfig | None = None) -> Iterator[UnitAudio]:
     """One UnitAudio per unit, each synthesized only when the previous one was consumed.
 
     `sentence_silence_s` of silence is appended to every unit that ends a sentence,
@@ -55,7 +59,7 @@ def synthesize_units(voice: Voice, units: Iterable[str], speed: float = 1.0,
     units = list(units)
     progress = progress if progress is not None else SynthesisProgress()
     progress.units_total = len(units)
-    config = synthesis_config(voice, speed)
+    config = config or synthesis_config(voice, speed)
     silence = np.zeros(int(round(sentence_silence_s * voice.sample_rate)), dtype=np.int16)
     for index, unit in enumerate(units):
         started = time.perf_counter()
