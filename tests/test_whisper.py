@@ -143,6 +143,15 @@ def test_language_refused_for_english_only_model(whisper_service):
     assert info.value.field == "language"
 
 
+def test_request_beam_size_overrides_the_deployment_default(whisper_service):
+    assert whisper_service.settings.beam_size == 5  # config.yaml
+    assert whisper_service.options(TranscriptionRequest(audio=b"")).beam_size == 5
+    assert whisper_service.options(TranscriptionRequest(audio=b"", beam_size=1)).beam_size == 1
+    wav = speech.synthesize_wav(speech.KNOWN_SENTENCES[0])
+    greedy = whisper_service.run(TranscriptionRequest(audio=wav, beam_size=1))["text"]
+    assert "quick brown fox" in greedy.lower()
+
+
 def test_prompt_and_temperature_pass_through(whisper_service):
     # Whisper copies the prompt's style: an unpunctuated lower-case prompt gives such output.
     wav = speech.synthesize_wav(speech.KNOWN_SENTENCES[3])

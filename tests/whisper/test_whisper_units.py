@@ -109,6 +109,20 @@ def test_request_fields_validated():
     assert req.audio == b"RIFF...." and req.word_timestamps and req.language == "en"
 
 
+@pytest.mark.parametrize("beam", [0, 11, -1, "five", 2.5, True, [3]])
+def test_request_beam_size_out_of_range_or_not_an_integer_names_the_field(beam):
+    audio = base64.b64encode(b"RIFF....").decode()
+    err = _error(from_json, {"audio": audio, "beam_size": beam}, max_bytes=10**6)
+    assert err.field == "beam_size" and err.status_code == 400
+
+
+def test_request_beam_size_accepted_from_json_and_form_strings():
+    audio = base64.b64encode(b"RIFF....").decode()
+    assert from_json({"audio": audio}, max_bytes=10**6).beam_size is None  # deployment default
+    assert from_json({"audio": audio, "beam_size": 5}, max_bytes=10**6).beam_size == 5
+    assert from_json({"audio": audio, "beam_size": "3"}, max_bytes=10**6).beam_size == 3
+
+
 def test_settings_from_config_and_env():
     s = WhisperSettings.from_config({"model_metadata": {"workers": 3, "allow_private_urls": "false",
                                                         "url_allowed_hosts": ["Media.Local"]}},

@@ -1,7 +1,7 @@
 """The transcription request: parsed from a JSON body or an OpenAI-style multipart form.
 
 JSON: `{"audio": "<base64>"}` or `{"url": "https://..."}` plus optional `response_format`,
-`language`, `prompt`, `temperature`, `timestamp_granularities`, `stream`.
+`language`, `prompt`, `temperature`, `beam_size`, `timestamp_granularities`, `stream`.
 Multipart: field `file` (the audio) plus the same fields as form values; OpenAI's SDK sends
 `timestamp_granularities[]` repeated.
 """
@@ -17,6 +17,7 @@ from compound_models.errors import InputError
 
 RESPONSE_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 GRANULARITIES = ("segment", "word")
+MAX_BEAM_SIZE = 10
 
 
 @dataclass
@@ -27,6 +28,7 @@ class TranscriptionRequest:
     language: Optional[str] = None
     prompt: Optional[str] = None
     temperature: float = 0.0
+    beam_size: Optional[int] = None  # None: the deployment's default (model_metadata.beam_size)
     timestamp_granularities: tuple[str, ...] = ("segment",)
     stream: bool = False
     extra: dict = field(default_factory=dict)
@@ -115,6 +117,9 @@ def _options(body: Mapping[str, Any]) -> TranscriptionRequest:
         raise InputError("must be a number", field="temperature") from exc
     if not 0.0 <= request.temperature <= 1.0:
         raise InputError("must be between 0 and 1", field="temperature")
+    beam_size = body.get("beam_size")
+    if beam_size not in (None, ""):
+        request.beam_size = _beam_size(beam_size)
     granularities = body.get("timestamp_granularities") or ["segment"]
     if isinstance(granularities, str):
         granularities = _parse_list(granularities)
@@ -124,6 +129,16 @@ def _options(body: Mapping[str, Any]) -> TranscriptionRequest:
     stream = body.get("stream", False)
     request.stream = stream if isinstance(stream, bool) else str(stream).lower() in ("1", "true")
     return request
+
+
+def _beam_size(value: Any) -> int:
+    # multipart forms send numbers as strings; JSON booleans are not numbers here
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or not str(value).strip().isdigit():
+        raise InputError(f"must be an integer between 1 and {MAX_BEAM_SIZE}", field="beam_size")
+    beam = int(value)
+    if not 1 <= beam <= MAX_BEAM_SIZE:
+        raise InputError(f"must be between 1 and {MAX_BEAM_SIZE}, got {beam}", field="beam_size")
+    return beam
 
 
 def _parse_list(text: str) -> list:

@@ -90,7 +90,8 @@ class WhisperService:
             raise InputError(f"this deployment's model is English-only; language "
                              f"{req.language!r} is not supported", field="language")
         return DecodeOptions(language=req.language, prompt=req.prompt, temperature=req.temperature,
-                             word_timestamps=req.word_timestamps, beam_size=self.settings.beam_size)
+                             word_timestamps=req.word_timestamps,
+                             beam_size=req.beam_size or self.settings.beam_size)
 
     # -- transcription -------------------------------------------------------------------
     def run(self, req: TranscriptionRequest):
