@@ -44,15 +44,18 @@ def test_kill9_mid_run_resumes_from_last_finished_step(store_url, node, receiver
     receiver.start()
     svc = ServiceProcess(store_url, tmp_path / "svc.log", node.url).start()
     restarted = None
+    # "second" stays in flight at the node until the service is dead (no sleep to outlast).
+    second_held = node.hold("second")
     try:
-        job_id = _submit(svc, {"text": "durable", "sleep_second": 1.2}, receiver.url + "/hook")
+        job_id = _submit(svc, {"text": "durable"}, receiver.url + "/hook")
         # Step "first" is journaled and "second" is in flight at the node: now crash.
         wait_for(lambda: node.started["second"] == 1, 15, "second step started")
         assert [t["name"] for t in _job(svc, job_id)["trace"]] == ["first"]
         svc.kill9()
+        second_held.set()  # the dead run's call ends unread; the resumed run's call answers at once
 
         restarted = ServiceProcess(store_url, tmp_path / "svc2.log", node.url).start()
-        job = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 30,
+        job = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 60,
                        "job to finish after restart")
         assert job["attempts"] == 2  # claimed again after the dead worker's lease expired
         assert job["outputs"] == {"first": "DURABLE", "second": "DURABLE", "first_call": 1}
@@ -76,13 +79,16 @@ def test_kill9_while_waiting_for_async_callback_does_not_resubmit(store_url, nod
     receiver.start()
     svc = ServiceProcess(store_url, tmp_path / "svc.log", node.url).start()
     restarted = None
+    # The node answers the async request only once the service is dead (no race with a sleep).
+    callback_held = node.hold("second")
     try:
-        job_id = _submit(svc, {"text": "cb", "sleep_second": 1.0}, receiver.url + "/hook", chain="fake_async")
+        job_id = _submit(svc, {"text": "cb"}, receiver.url + "/hook", chain="fake_async")
         wait_for(lambda: node.async_submits["second"] == 1, 15, "async request submitted")
-        wait_for(lambda: _job(svc, job_id).get("pending"), 5, "pending request journaled")
+        wait_for(lambda: _job(svc, job_id).get("pending"), 15, "pending request journaled")
         svc.kill9()
+        callback_held.set()  # the callback is sent while the service is down; the node retries it
         restarted = ServiceProcess(store_url, tmp_path / "svc2.log", node.url, port=svc.port).start()
-        job = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 30,
+        job = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 60,
                        "job to finish after restart")
         assert job["outputs"]["second"] == "CB"
         assert node.async_submits["second"] == 1 and node.calls["first"] == 1
@@ -126,8 +132,9 @@ def test_postgres_replica_takes_over_stalled_lease(node, receiver, tmp_path):
     b = ServiceProcess(url, tmp_path / "b.log", node.url).launch()
     a.wait_ready()
     b.wait_ready()
+    second_held = node.hold("second")  # in flight until the replica running it is dead
     try:
-        job_id = _submit(a, {"text": "replica", "sleep_second": 1.2}, receiver.url + "/hook")
+        job_id = _submit(a, {"text": "replica"}, receiver.url + "/hook")
         wait_for(lambda: node.started["second"] == 1, 15, "second step started")
         store = open_store(url)
         try:
@@ -137,7 +144,8 @@ def test_postgres_replica_takes_over_stalled_lease(node, receiver, tmp_path):
         victim, survivor = (a, b) if f"-{a.proc.pid}-" in owner else (b, a)
         assert f"-{victim.proc.pid}-" in owner
         victim.kill9()
-        job = wait_for(lambda: (j := _job(survivor, job_id))["status"] == "succeeded" and j, 30,
+        second_held.set()
+        job = wait_for(lambda: (j := _job(survivor, job_id))["status"] == "succeeded" and j, 60,
                        "survivor to finish the job")
         assert job["attempts"] == 2 and node.calls["first"] == 1
         wait_for(lambda: receiver.successes(), 15, "webhook")
@@ -152,10 +160,12 @@ def test_sigterm_hands_running_job_back_for_immediate_resume(node, receiver, tmp
     receiver.start()
     svc = ServiceProcess(url, tmp_path / "svc.log", node.url, extra_env={"COMPOUND_JOB_LEASE_S": "600"}).start()
     restarted = None
+    second_held = node.hold("second")  # still in flight when the SIGTERM arrives
     try:
-        job_id = _submit(svc, {"text": "term", "sleep_second": 1.2}, receiver.url + "/hook")
+        job_id = _submit(svc, {"text": "term"}, receiver.url + "/hook")
         wait_for(lambda: node.started["second"] == 1, 15, "second step started")
         svc.stop()  # SIGTERM: graceful
+        second_held.set()
         store = open_store(url)
         try:
             job = store.get_job(job_id)
@@ -165,7 +175,7 @@ def test_sigterm_hands_running_job_back_for_immediate_resume(node, receiver, tmp
         # With a 600 s lease, only the release lets the restarted service resume it now.
         restarted = ServiceProcess(url, tmp_path / "svc2.log", node.url,
                                    extra_env={"COMPOUND_JOB_LEASE_S": "600"}).start()
-        done = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 20, "resumed job")
+        done = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 60, "resumed job")
         # resumed without re-running "first"; the graceful hand-back did not count as an attempt
         assert done["attempts"] == 1 and node.calls["first"] == 1
     finally:

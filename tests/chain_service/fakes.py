@@ -72,13 +72,17 @@ class _Quiet(BaseHTTPRequestHandler):
 class FakeNode(_Server):
     """POST /predict with {"step": name, "text": ..., "sleep_s": s, "fail_times": n}: sleeps,
     fails the first n calls of that step with 503, then answers {"step", "echo": text.upper()}.
-    `calls[step]` counts every call (the durability tests assert a step is not re-executed)."""
+    `calls[step]` counts every call (the durability tests assert a step is not re-executed).
+    `hold(step)` makes that step's calls (sync, and async completions) wait until the returned
+    event is set: a test can keep a step in flight for as long as it needs (e.g. until it has
+    killed the service) instead of guessing a sleep that a slow machine may outlast."""
 
     def __init__(self, port: int = 0, baseten_secret: Optional[str] = None):
         self.calls: Counter = Counter()
         self.started: Counter = Counter()
         self.async_submits: Counter = Counter()
         self.baseten_secret = baseten_secret
+        self._holds: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
         outer = self
 
@@ -90,6 +94,7 @@ class FakeNode(_Server):
                 step = body.get("step", "?")
                 with outer._lock:
                     outer.started[step] += 1
+                outer._wait_if_held(step)
                 time.sleep(float(body.get("sleep_s", 0)))
                 with outer._lock:
                     outer.calls[step] += 1
@@ -111,6 +116,24 @@ class FakeNode(_Server):
 
         super().__init__(Handler, port)
 
+    def hold(self, step: str) -> threading.Event:
+        """Calls of `step` block until the returned event is set (at most 60 s)."""
+        with self._lock:
+            return self._holds.setdefault(step, threading.Event())
+
+    def stop(self) -> None:
+        with self._lock:
+            holds = list(self._holds.values())
+        for gate in holds:  # a failed test must not leave calls blocked
+            gate.set()
+        super().stop()
+
+    def _wait_if_held(self, step: str) -> None:
+        with self._lock:
+            gate = self._holds.get(step)
+        if gate is not None:
+            gate.wait(60)
+
     def _async_predict(self, handler, req: dict) -> None:
         """Baseten-style async: answer a request_id now, run the model input later and POST the
         signed webhook to `webhook_endpoint`, retrying while it is unreachable (the service may
@@ -123,6 +146,7 @@ class FakeNode(_Server):
         handler._json(200, {"request_id": request_id})
 
         def later():
+            self._wait_if_held(step)
             time.sleep(float(body.get("sleep_s", 0)))
             with self._lock:
                 self.calls[step] += 1
@@ -134,7 +158,8 @@ class FakeNode(_Server):
             headers = {"content-type": "application/json", "X-BASETEN-REQUEST-ID": request_id}
             if self.baseten_secret:
                 headers["X-BASETEN-SIGNATURE"] = baseten_signature.sign(self.baseten_secret, payload)
-            for _ in range(60):
+            deadline = time.monotonic() + 120  # covers a service restart on a slow machine
+            while time.monotonic() < deadline:
                 try:
                     r = httpx.post(req["webhook_endpoint"], content=payload, headers=headers, timeout=5)
                     if r.status_code < 500:
