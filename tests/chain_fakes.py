@@ -3,7 +3,8 @@
 A fake node stands in for a model Truss where the model's behaviour must be scripted (fail N
 times, hang, answer garbage). `respond(body, n)` is called with the predict body and the call
 index and returns one of: a dict/list (JSON 200), `Status(code)`, `Sleep(seconds, then)`,
-`Raw(bytes, content_type)`, `Chunks([...], delay_s)` (a streamed body). The same script
+`Raw(bytes, content_type)`, `Chunks([...], delay_s, gate)` (a streamed body; with a `gate`
+(threading.Event) the chunks after the first wait until the test sets it). The same script
 answers `POST /predict` and Baseten-style `POST /async_predict` (the result is then POSTed to
 `webhook_endpoint` as `{request_id, data, errors}`).
 """
@@ -45,6 +46,7 @@ class Chunks:
     chunks: list
     delay_s: float = 0.0
     content_type: str = "audio/wav"
+    gate: Optional[threading.Event] = None  # set by the test to let the chunks after the first go
 
 
 class ServerThread:
@@ -113,6 +115,8 @@ class FakeNode:
             async def gen():
                 for i, chunk in enumerate(action.chunks):
                     if i:
+                        if action.gate is not None:
+                            await asyncio.to_thread(action.gate.wait, 30)
                         await asyncio.sleep(action.delay_s)
                     yield chunk
                 self.stream_finished.set()

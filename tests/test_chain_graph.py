@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 
 import pytest
 from pydantic import BaseModel
@@ -41,7 +42,7 @@ def one_node_chain(**kw) -> Chain:
     return Chain("one", In, [value_node("a", "m", **kw)], output=lambda steps, inp: steps["a"])
 
 
-async def wait_until(condition, timeout_s: float = 5.0) -> None:
+async def wait_until(condition, timeout_s: float = 30.0) -> None:
     """Poll instead of sleeping a guessed amount: the box's 2 cores are shared."""
     deadline = asyncio.get_running_loop().time() + timeout_s
     while not condition():
@@ -98,8 +99,10 @@ async def test_fake_node_4xx_is_not_retried():
 
 
 async def test_fake_node_timeout_is_retried_then_fails():
-    with FakeNode(lambda body, n: Sleep(3)) as m:
-        chain = one_node_chain(timeout_s=0.3, retry=RetryPolicy(attempts=2, initial_delay_s=0.01))
+    # 1 s, not less: each attempt must reach the fake node (counted below) before it times out,
+    # and the node's server thread shares a busy machine's CPU with this test.
+    with FakeNode(lambda body, n: Sleep(30)) as m:
+        chain = one_node_chain(timeout_s=1.0, retry=RetryPolicy(attempts=2, initial_delay_s=0.01))
         result = await run(chain, ctx_for({"m": m.url}))
     assert result.status == "failed"
     assert "node 'a' failed after 2 attempt(s): timeout" in result.error
@@ -138,10 +141,12 @@ async def test_fake_node_failure_leaves_concurrent_runs_unaffected():
 
 
 async def test_failure_cancels_running_siblings():
-    with FakeNode(lambda body, n: Status(500) if body["node"] == "a" else Sleep(5, {"value": 1})) as m:
-        chain = Chain("two", In, [value_node("a", "m", retry=RetryPolicy(attempts=1)), value_node("b", "m")],
+    # b would answer after 60 s; the run must end long before (it cancels b when a fails)
+    with FakeNode(lambda body, n: Status(500) if body["node"] == "a" else Sleep(60, {"value": 1})) as m:
+        chain = Chain("two", In, [value_node("a", "m", retry=RetryPolicy(attempts=1)),
+                                  value_node("b", "m", timeout_s=90)],
                       output=lambda steps, inp: {})
-        result = await asyncio.wait_for(run(chain, ctx_for({"m": m.url})), 3)
+        result = await asyncio.wait_for(run(chain, ctx_for({"m": m.url})), 30)
     assert result.status == "failed" and result.failed_step == "a"
     assert [r.node for r in result.trace] == ["a"]
 
@@ -259,12 +264,13 @@ async def test_human_step_approved_and_rejected():
 
 
 async def test_cancel_stops_a_running_chain():
-    with FakeNode(lambda body, n: Sleep(5, {"value": 1})) as m:
+    # the node would answer after 60 s; the cancel must end the run long before
+    with FakeNode(lambda body, n: Sleep(60, {"value": 1})) as m:
         cancel = asyncio.Event()
-        task = asyncio.ensure_future(run(one_node_chain(), ctx_for({"m": m.url}, cancel=cancel)))
+        task = asyncio.ensure_future(run(one_node_chain(timeout_s=90), ctx_for({"m": m.url}, cancel=cancel)))
         await wait_until(lambda: len(m.calls) == 1)
         cancel.set()
-        result = await asyncio.wait_for(task, 2)
+        result = await asyncio.wait_for(task, 30)
     assert result.status == "canceled" and result.trace == []
 
 
@@ -278,13 +284,18 @@ def _stream_chain(**tail_kw) -> Chain:
 
 
 async def test_stream_chain_passes_bytes_through_as_they_arrive():
-    with FakeNode(lambda body, n: Chunks([b"first-sentence", b"second-sentence"], delay_s=0.5)) as tts:
+    # The node sends the second sentence only once the first one has reached us (the gate):
+    # if the chain buffered the body, the first chunk would arrive only after the gate's 30 s
+    # timeout, with the node finished, and the assertion below would fail.
+    gate = threading.Event()
+    with FakeNode(lambda body, n: Chunks([b"first-sentence", b"second-sentence"], gate=gate)) as tts:
         heads = []
         chunks = []
         async for chunk in stream_chain(_stream_chain(), {"x": 3}, ctx_for({"tts": tts.url}), on_head=heads.append):
             if not chunks:
                 # The first sentence reached us while the node was still producing the second.
                 assert not tts.stream_finished.is_set()
+                gate.set()
             chunks.append(chunk)
     assert b"".join(chunks) == b"first-sentencesecond-sentence"
     assert tts.calls == [{"input": "say 3", "stream": True}]
