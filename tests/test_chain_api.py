@@ -275,15 +275,19 @@ def test_410_disables_endpoint_and_redeliver_reenables(client):
         rec.stop()
 
 
-def test_cancel_running_job(client, receiver):
-    job_id = client.post("/v1/chains/fake_two_step/async",
-                         json={"inputs": {"text": "c", "sleep_second": 5},
-                               "webhook_url": receiver.url + "/hook"}).json()["job_id"]
-    wait_for(lambda: any(t["name"] == "first" for t in client.get(f"/v1/jobs/{job_id}").json()["trace"]),
-             10, "first step done")
-    r = client.post(f"/v1/jobs/{job_id}/cancel")
-    assert r.status_code == 200
-    job = wait_job(client, job_id, timeout=10)
+def test_cancel_running_job(client, receiver, node):
+    # "second" stays in flight at the node until the cancel has landed (no sleep to outlast)
+    second_held = node.hold("second")
+    try:
+        job_id = client.post("/v1/chains/fake_two_step/async",
+                             json={"inputs": {"text": "c"}, "webhook_url": receiver.url + "/hook"}).json()["job_id"]
+        wait_for(lambda: any(t["name"] == "first" for t in client.get(f"/v1/jobs/{job_id}").json()["trace"]),
+                 30, "first step done")
+        r = client.post(f"/v1/jobs/{job_id}/cancel")
+        assert r.status_code == 200
+        job = wait_job(client, job_id, timeout=30)
+    finally:
+        second_held.set()  # later tests' "second" steps run freely
     assert job["status"] == "canceled"
     wait_for(lambda: receiver.successes(), 10, "cancel webhook")
     assert receiver.requests[0]["payload"]["type"] == "job.canceled"
