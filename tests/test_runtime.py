@@ -36,7 +36,7 @@ def echo_url():
         yield stack.start_services([echo_service()])["echo"]
 
 
-def wait_status(url: str, request_id: str, wanted: set, timeout_s: float = 20.0) -> dict:
+def wait_status(url: str, request_id: str, wanted: set, timeout_s: float = 60.0) -> dict:
     deadline = time.monotonic() + timeout_s
     while True:
         status = httpx.get(f"{url}/async_request/{request_id}").json()
@@ -134,8 +134,10 @@ def test_async_predict_delivers_signed_webhook(echo_url):
 
 
 def test_async_status_transitions_and_cancel_while_queued(echo_url):
+    # `slow` must still be running through the four requests after it is seen IN_PROGRESS
+    # (the 409 below): 6 s leaves a busy machine room, where 1.5 s did not.
     slow = httpx.post(echo_url + "/async_predict",
-                      json={"model_input": {"sleep_s": 1.5, "key": "slow"}}).json()["request_id"]
+                      json={"model_input": {"sleep_s": 6, "key": "slow"}}).json()["request_id"]
     queued = httpx.post(echo_url + "/async_predict",
                         json={"model_input": {"key": "never-runs"}}).json()["request_id"]
     assert wait_status(echo_url, slow, {"IN_PROGRESS"})["status"] == "IN_PROGRESS"
