@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 import jsonschema
+import numpy as np
 import pytest
 import yaml
 from compound_models.errors import InputError
@@ -214,6 +215,61 @@ def test_truncated_scalar_that_fails_schema_is_422(json_model):
     schema = {"type": "integer", "minimum": 100000, "maximum": 999999}
     status, body = _predict_status(json_model, {"schema": schema, "prompt": "Pick a six digit number.", "max_tokens": 1})
     assert status == 422 and "truncated at 1 tokens" in body["error"]
+
+
+# ---------------------------------------------------------------- fast-forward decoding
+
+def _chat(entry: dict, **kwargs) -> JsonRequest:
+    return JsonRequest(schema=entry["schema"], messages=[{"role": "user", "content": entry["prompt"]}],
+                       max_tokens=kwargs.pop("max_tokens", 200), **kwargs)
+
+
+def test_fast_forward_appends_forced_tokens_without_sampling_them(engine):
+    entry = BY_NAME["deep_nested"]  # keys and braces are fixed by the schema
+    result = engine.generate(_chat(entry))
+    assert result.backend == "llguidance"
+    assert 0 < result.usage["forced_tokens"] < result.usage["completion_tokens"]
+    jsonschema.validate(result.output, entry["schema"])
+
+
+def test_reused_prompt_prefix_does_not_change_greedy_output(engine):
+    # The decoder keeps the KV cache of the prefix a prompt shares with the previous one
+    # (the chat template's). A seeded request evaluates its prompt afresh: the reference.
+    fresh = engine.generate(_chat(BY_NAME["defs_chain"], seed=0)).text
+    for name in ("person", "defs_chain"):
+        result = engine.generate(_chat(BY_NAME[name]))
+        # the context holds exactly this prompt (reused prefix + the rest), not stale tokens
+        prompt = engine.prompt_tokens(_chat(BY_NAME[name]))
+        assert list(engine.llama.input_ids[:len(prompt)]) == prompt
+    assert result.text == fresh
+
+
+def test_seeded_sampling_is_reproducible_and_stays_valid(engine):
+    entry = BY_NAME["string_lengths"]  # a free-text field: sampling has room to differ
+    sampled = _chat(entry, temperature=0.9, seed=7)
+    first = engine.generate(sampled)
+    engine.generate(_chat(BY_NAME["person"]))
+    assert engine.generate(sampled).text == first.text
+    outputs = set()
+    for seed in range(4):
+        result = engine.generate(_chat(entry, temperature=0.9, seed=seed))
+        jsonschema.validate(result.output, entry["schema"])
+        outputs.add(result.text)
+    assert len(outputs) > 1  # temperature really samples (fixed seeds: no chance involved)
+
+
+def test_sampling_chain_never_picks_a_disallowed_token():
+    from compound_models.jsongen.decode import _sample
+
+    rng = np.random.default_rng(0)
+    logits = np.full(1000, -np.inf, dtype=np.float32)
+    logits[[3, 500, 999]] = [1.0, 0.6, 0.2]
+    picks = [_sample(logits, 1.0, rng) for _ in range(300)]
+    assert set(picks) == {3, 500, 999}
+    assert picks.count(3) > picks.count(999)
+    logits[500] = -9.0  # p(500)/p(3) = e^-10 < min-p 0.05: cut before the draw
+    logits[999] = -np.inf
+    assert {_sample(logits, 1.0, rng) for _ in range(100)} == {3}
 
 
 def test_outlines_core_backend_is_configurable(engine):

@@ -100,7 +100,16 @@ class LLGuidanceGuide:
         self._tokenizer = llg_tokenizer
         self._lib = tensor_library_name
 
+    @property
+    def vocab_size(self) -> int:
+        return self._tokenizer.vocab_size
+
+    def new_matcher(self) -> "llguidance.LLMatcher":
+        """A fresh matcher for one request (the fast-forward decoder drives it directly)."""
+        return self.prototype.deep_copy()
+
     def new_processor(self) -> OutlinesLogitsProcessor:
+        """The same guide as an Outlines logits processor, for llama.cpp's own loop."""
         return _LLGuidanceRequestProcessor(self.prototype, self._tokenizer, self._lib)
 
 

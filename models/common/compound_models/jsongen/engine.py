@@ -5,6 +5,9 @@ not (they run on the cache's pool), so a slow compile never blocks other schemas
 The guarantee "never an invalid body" is enforced here, after decoding: the text must parse
 and validate against the request's schema, otherwise the request fails with a 422 that says
 why (truncated at N tokens when the budget ran out) — the raw text is never returned.
+
+Two decoding paths: the llguidance backend runs decode.py's fast-forward loop over llama.cpp;
+outlines_core runs llama.cpp's own loop with Outlines' logits processor.
 """
 from __future__ import annotations
 
@@ -17,7 +20,10 @@ from typing import Any, Optional
 from compound_models.errors import InputError
 
 from .cache import CompileTimeout, GuideCache
-from .compilers import SchemaRejected, make_compiler
+from compound_models.llm.chat_template import chat_prompt_tokens, gguf_chat_formatter
+
+from .compilers import LLGuidanceGuide, SchemaRejected, make_compiler
+from .decode import FastForwardDecoder
 from .schemas import check_schema, schema_hash, validation_error
 from .settings import Settings
 
@@ -80,6 +86,8 @@ class JsonEngine:
         self._llama = llama
         self._lock = threading.Lock()
         self.cache: Optional[GuideCache] = None
+        self._formatter = None  # the GGUF's chat template, built on first use
+        self._decoder: Optional[FastForwardDecoder] = None
 
     def load(self) -> None:
         import outlines
@@ -124,35 +132,66 @@ class JsonEngine:
                              field, status_code=503) from exc
 
     def generate(self, req: JsonRequest) -> JsonResult:
-        import llama_cpp
-
         found, key = self.lookup(req.schema)
         max_tokens = req.max_tokens or self.settings.max_tokens_default
-        kwargs = dict(
-            max_tokens=max_tokens,
-            temperature=req.temperature,
-            logits_processor=llama_cpp.LogitsProcessorList([found.value.new_processor()]),
-        )
-        if req.seed is not None:
-            kwargs["seed"] = req.seed
         started = time.perf_counter()
         with self._lock:
-            try:
-                if req.messages is not None:
-                    completion = self._llama.create_chat_completion(req.messages, **kwargs)
-                    text = completion["choices"][0]["message"]["content"] or ""
-                else:
-                    completion = self._llama.create_completion(req.prompt, **kwargs)
-                    text = completion["choices"][0]["text"]
-            except ValueError as exc:  # llama.cpp: prompt + max_tokens beyond the context window
-                raise InputError(str(exc), "max_tokens" if "context" in str(exc) else None) from exc
+            if isinstance(found.value, LLGuidanceGuide):
+                text, finish_reason, usage = self._decode_fast_forward(req, found.value, max_tokens)
+            else:
+                text, finish_reason, usage = self._decode_with_processor(req, found.value, max_tokens)
         generate_ms = (time.perf_counter() - started) * 1e3
-        finish_reason = completion["choices"][0]["finish_reason"]
-        usage = dict(completion["usage"])
         output = self._checked_output(text, req.schema, finish_reason, usage["completion_tokens"], max_tokens)
         return JsonResult(output=output, text=text, finish_reason=finish_reason, usage=usage,
                           cache_hit=found.hit, compile_ms=found.compile_ms, generate_ms=generate_ms,
                           schema_hash=key, backend=self.compiler.name)
+
+    def prompt_tokens(self, req: JsonRequest) -> list[int]:
+        """The request's prompt as token ids: messages through the model's chat template,
+        a plain prompt the way llama.cpp's create_completion tokenizes it."""
+        if req.messages is not None:
+            if self._formatter is None:
+                self._formatter = gguf_chat_formatter(self._llama)
+            return chat_prompt_tokens(self._llama, self._formatter, req.messages)
+        return self._llama.tokenize(req.prompt.encode("utf-8"), add_bos=True, special=True)
+
+    def _decode_fast_forward(self, req: JsonRequest, guide: LLGuidanceGuide, max_tokens: int):
+        """The llguidance path: our own llama.cpp loop with fast-forward (see decode.py)."""
+        prompt = self.prompt_tokens(req)
+        window = self._llama.n_ctx()
+        if len(prompt) >= window:
+            raise InputError(f"the prompt is {len(prompt)} tokens; the model's context window "
+                             f"is {window}", "messages" if req.messages is not None else "prompt")
+        if self._decoder is None:
+            self._decoder = FastForwardDecoder(self._llama, guide.vocab_size)
+        decoded = self._decoder.decode(prompt, guide.new_matcher(), max_tokens,
+                                       temperature=req.temperature, seed=req.seed)
+        usage = {"prompt_tokens": decoded.prompt_tokens, "completion_tokens": len(decoded.tokens),
+                 "total_tokens": decoded.prompt_tokens + len(decoded.tokens),
+                 "forced_tokens": decoded.forced_tokens}
+        return decoded.text, decoded.finish_reason, usage
+
+    def _decode_with_processor(self, req: JsonRequest, guide, max_tokens: int):
+        """The outlines_core path: llama.cpp's own loop with Outlines' logits processor."""
+        import llama_cpp
+
+        kwargs = dict(
+            max_tokens=max_tokens,
+            temperature=req.temperature,
+            logits_processor=llama_cpp.LogitsProcessorList([guide.new_processor()]),
+        )
+        if req.seed is not None:
+            kwargs["seed"] = req.seed
+        try:
+            if req.messages is not None:
+                completion = self._llama.create_chat_completion(req.messages, **kwargs)
+                text = completion["choices"][0]["message"]["content"] or ""
+            else:
+                completion = self._llama.create_completion(req.prompt, **kwargs)
+                text = completion["choices"][0]["text"]
+        except ValueError as exc:  # llama.cpp: prompt + max_tokens beyond the context window
+            raise InputError(str(exc), "max_tokens" if "context" in str(exc) else None) from exc
+        return text, completion["choices"][0]["finish_reason"], dict(completion["usage"])
 
     @staticmethod
     def _checked_output(text: str, schema: dict, finish_reason: str, n_tokens: int, max_tokens: int) -> Any:

@@ -22,6 +22,7 @@ from compound_models.llm import metrics
 from compound_models.llm.backend import (
     ChatBackend, Event, Finished, GenerationRequest, LLMSettings, TextDelta,
 )
+from compound_models.llm.chat_template import chat_prompt_tokens, gguf_chat_formatter
 from compound_models.llm.weights import resolve_gguf
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,6 @@ class LlamaCppBackend(ChatBackend):
 
     def load(self) -> None:
         import llama_cpp
-        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
         self.model_path = resolve_gguf(self.settings.weights, self._secrets)
         llm = _counting_llama_class()(
@@ -92,18 +92,8 @@ class LlamaCppBackend(ChatBackend):
             n_threads_batch=self.settings.n_threads,
             verbose=False,
         )
-        template = llm.metadata.get("tokenizer.chat_template")
-        if not template:
-            raise RuntimeError(f"{self.model_path} has no tokenizer.chat_template metadata; "
-                               "a chat model GGUF is required")
         # Same construction llama-cpp-python uses for the GGUF template (Llama.__init__).
-        eos_id, bos_id = llm.token_eos(), llm.token_bos()
-        self.formatter = Jinja2ChatFormatter(
-            template=template,
-            eos_token=llm._model.token_get_text(eos_id) if eos_id != -1 else "",
-            bos_token=llm._model.token_get_text(bos_id) if bos_id != -1 else "",
-            stop_token_ids=[eos_id],
-        )
+        self.formatter = gguf_chat_formatter(llm)
         llm.chat_handler = self.formatter.to_chat_handler()
         llm.token_hook = self._on_token
         self._is_eog = lambda tok: llama_cpp.llama_vocab_is_eog(llm._model.vocab, tok)
@@ -125,10 +115,9 @@ class LlamaCppBackend(ChatBackend):
         return self.formatter(messages=messages).prompt
 
     def count_prompt_tokens(self, messages: list) -> int:
-        # Exactly how the chat handler tokenizes the rendered prompt (added_special=True).
-        # Tokenizing reads only the vocab, so it is safe beside the decoding thread.
-        return len(self.llm.tokenize(self.render_prompt(messages).encode("utf-8"),
-                                     add_bos=False, special=True))
+        # Exactly how the chat handler tokenizes the rendered prompt. Tokenizing reads only
+        # the vocab, so it is safe beside the decoding thread.
+        return len(chat_prompt_tokens(self.llm, self.formatter, messages))
 
     # --- generation --------------------------------------------------------------------
 
