@@ -1,9 +1,11 @@
 """`compound bench json`: constrained decoding on the bundled SmolLM2 (llama.cpp, CPU).
 
 Measures, in one run on one loaded model:
-- decode tokens/s constrained vs unconstrained (same prompts, same token counts, paired;
-  llama.cpp's prefix cache makes repeated prompts cost ~1 token of prefill, so wall time per
-  completion token is the decode rate) → ratio, target >= 0.95;
+- decode tokens/s constrained (the product path, `JsonEngine.generate`) vs unconstrained
+  (same prompts, same token counts, paired; llama.cpp's prefix cache makes repeated prompts
+  cost ~1 token of prefill, so wall time per completion token is the decode rate) → ratio,
+  target >= 0.95; for llguidance also token-by-token masking (Outlines' logits processor in
+  llama.cpp's loop, no fast-forward) so the gain of fast-forward is visible;
 - cold compile p50/p99 over the shared schema set (compound_models/jsongen/schema_set.json)
   per backend (llguidance, outlines_core; xgrammar if importable — Outlines 1.3 has no
   llama.cpp support for it) and warm cache lookup (hash + LRU hit);
@@ -84,55 +86,85 @@ def _validity(engine, schema_set) -> dict:
     return {"counts": counts, "details": details}
 
 
-def _timed_chat(llama, messages, **kwargs) -> tuple[int, float]:
-    llama.create_chat_completion(messages, max_tokens=1)  # prefix cache holds this prompt
+def _timed(fn) -> tuple[int, int, float]:
+    """(completion tokens, forced tokens, seconds) of one generation."""
     started = time.perf_counter()
-    completion = llama.create_chat_completion(messages, temperature=0.0, **kwargs)
-    return completion["usage"]["completion_tokens"], time.perf_counter() - started
+    usage = fn()
+    return usage["completion_tokens"], usage.get("forced_tokens", 0), time.perf_counter() - started
 
 
-def _decode_rates(engine, schema_set) -> dict:
-    """Completion tokens / wall seconds, constrained vs unconstrained, same prompt, same length.
+def _decode_modes(engine, llama, entry: dict, lengths: dict) -> dict:
+    """The generation calls compared, each returning its usage dict.
 
-    The unconstrained run gets max_tokens = the constrained run's token count, so both pay the
-    same per-call overhead over the same number of tokens; pairs run back to back with the order
-    alternating per round (a shared, busy CPU drifts), and the headline is the median pair ratio.
+    - constrained: the product path, `engine.generate` (llguidance: the fast-forward loop of
+      jsongen/decode.py; outlines_core: llama.cpp's loop with Outlines' logits processor);
+    - token_by_token (llguidance only): the same guide as an Outlines logits processor in
+      llama.cpp's own loop, i.e. masking one token at a time, no fast-forward;
+    - unconstrained: llama.cpp's loop, no processor, max_tokens = the constrained length.
     """
     import llama_cpp
 
+    from compound_models.jsongen.engine import JsonRequest
+
+    messages = [{"role": "user", "content": entry["prompt"]}]
+    found, _ = engine.lookup(entry["schema"])
+    modes = {
+        "constrained": lambda: engine.generate(JsonRequest(
+            schema=entry["schema"], messages=messages, max_tokens=MAX_TOKENS)).usage,
+        "unconstrained": lambda: llama.create_chat_completion(
+            messages, temperature=0.0, max_tokens=lengths[entry["name"]])["usage"],
+    }
+    if engine.compiler.name == "llguidance":
+        modes["token_by_token"] = lambda: llama.create_chat_completion(
+            messages, temperature=0.0, max_tokens=MAX_TOKENS,
+            logits_processor=llama_cpp.LogitsProcessorList([found.value.new_processor()]))["usage"]
+    return modes
+
+
+def _decode_rates(engine, schema_set) -> dict:
+    """Completion tokens / wall seconds per mode, same prompt, same run.
+
+    The unconstrained run gets max_tokens = the constrained run's token count, so both pay the
+    same per-call overhead over the same number of tokens. Before every timed call the prompt
+    is put in llama.cpp's prefix cache (one 1-token completion), so wall time per completion
+    token is the decode rate. Modes run back to back with their order rotating per round (a
+    shared CPU drifts); the headline is the median of the per-prompt ratios.
+    """
     by_name = {e["name"]: e for e in schema_set}
     llama = engine.llama
-    pairs, totals = [], {"constrained": [0, 0.0], "unconstrained": [0, 0.0]}
     lengths = {}
     for name in SPEED_SCHEMAS:  # warm-up: learn each constrained length (greedy → same every time)
-        found, _ = engine.lookup(by_name[name]["schema"])
-        messages = [{"role": "user", "content": by_name[name]["prompt"]}]
-        processor = llama_cpp.LogitsProcessorList([found.value.new_processor()])
-        lengths[name], _ = _timed_chat(llama, messages, max_tokens=MAX_TOKENS, logits_processor=processor)
+        lengths[name], _, _ = _timed(_decode_modes(engine, llama, by_name[name], {name: 1})["constrained"])
+    totals: dict[str, list] = {}
+    ratios: dict[str, list] = {}
     for round_index in range(SPEED_ROUNDS):
         for name in SPEED_SCHEMAS:
-            found, _ = engine.lookup(by_name[name]["schema"])
-            messages = [{"role": "user", "content": by_name[name]["prompt"]}]
-            modes = ("constrained", "unconstrained") if round_index % 2 == 0 else ("unconstrained", "constrained")
+            modes = _decode_modes(engine, llama, by_name[name], lengths)
+            order = list(modes)
+            order = order[round_index % len(order):] + order[:round_index % len(order)]
             rate = {}
-            for mode in modes:
-                kwargs = {"max_tokens": lengths[name]}
-                if mode == "constrained":
-                    kwargs = {"max_tokens": MAX_TOKENS, "logits_processor":
-                              llama_cpp.LogitsProcessorList([found.value.new_processor()])}
-                n, elapsed = _timed_chat(llama, messages, **kwargs)
+            for mode in order:
+                llama.create_chat_completion([{"role": "user", "content": by_name[name]["prompt"]}],
+                                             max_tokens=1)
+                n, forced, elapsed = _timed(modes[mode])
                 rate[mode] = n / elapsed
-                totals[mode][0] += n
-                totals[mode][1] += elapsed
-            pairs.append(rate["constrained"] / rate["unconstrained"])
-    rates = {m: v[0] / v[1] for m, v in totals.items()}
+                total = totals.setdefault(mode, [0, 0, 0.0])
+                total[0] += n
+                total[1] += forced
+                total[2] += elapsed
+            for mode in rate:
+                if mode != "unconstrained":
+                    ratios.setdefault(mode, []).append(rate[mode] / rate["unconstrained"])
+    rates = {m: v[0] / v[2] for m, v in totals.items()}
     return {
         "tokens_per_s": rates,
         "tokens": {m: v[0] for m, v in totals.items()},
+        "forced_tokens": {m: v[1] for m, v in totals.items()},
         "constrained_lengths": lengths,
         "ratio_aggregate": rates["constrained"] / rates["unconstrained"],
-        "pair_ratios": pairs,
-        "ratio": statistics.median(pairs),
+        "pair_ratios": ratios["constrained"],
+        "ratio": statistics.median(ratios["constrained"]),
+        "ratio_by_mode": {m: statistics.median(r) for m, r in ratios.items()},
         "target_ratio": 0.95,
     }
 
@@ -165,8 +197,9 @@ def run(out_dir: Path) -> dict:
     results = {"n_schemas": len(schema_set), "max_tokens": MAX_TOKENS, "backends": backends}
     report.write_results(out_dir, "json", results)
     measured = [b for b in backends if "decode" in backends[b]]
-    report.bar_plot(out_dir / "json_decode_ratio.png", "Constrained / unconstrained decode tok/s",
-                    measured, [backends[b]["decode"]["ratio"] for b in measured], "ratio", reference_line=0.95)
+    variants = [(f"{b} {m}", r) for b in measured for m, r in backends[b]["decode"]["ratio_by_mode"].items()]
+    report.bar_plot(out_dir / "json_decode_ratio.png", "Constrained / unconstrained decode tok/s (median)",
+                    [v[0] for v in variants], [v[1] for v in variants], "ratio", reference_line=0.95)
     report.bar_plot(out_dir / "json_cold_compile.png", f"Cold compile p50 over {len(schema_set)} schemas",
                     measured, [backends[b]["cold_compile_ms"]["p50"] for b in measured], "ms")
     report.bar_plot(out_dir / "json_validity.png", "Validity rate over the schema set",
