@@ -61,6 +61,18 @@ def test_expired_lease_is_reclaimed_by_another_worker(store):
     assert not store.finish_job(job.id, "dead-worker", JOB_SUCCEEDED, result={})
 
 
+def test_claim_skips_the_callers_own_running_jobs_even_with_a_lapsed_lease(store):
+    # A worker whose renewal ran late still runs its job: it must not claim it a second
+    # time, while other queued work stays claimable.
+    mine, _ = store.create_job("extract", {"n": 1})
+    other, _ = store.create_job("extract", {"n": 2})
+    assert store.claim_job("w1", lease_s=30).id == mine.id
+    later = time.time() + 31
+    assert store.claim_job("w1", lease_s=30, now=later, exclude=[mine.id]).id == other.id
+    assert store.claim_job("w1", lease_s=30, now=later + 31, exclude=[mine.id, other.id]) is None
+    assert store.get_job(mine.id).attempts == 1  # not counted as an interrupted run
+
+
 def test_concurrent_claims_never_hand_out_a_job_twice(store_url):
     stores = [open_store(store_url) for _ in range(4)]
     try:

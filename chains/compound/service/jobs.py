@@ -92,7 +92,11 @@ class JobRunner:
     async def _loop(self, index: int) -> None:
         while True:
             try:
-                job = await self.store.claim_job(self.worker_id, self.settings.job_lease_s)
+                # Never this process's own running jobs: their lease can lapse while they are
+                # alive here (a renewal that ran late on a blocked event loop); taking one would
+                # run it twice under the same worker id.
+                job = await self.store.claim_job(self.worker_id, self.settings.job_lease_s,
+                                                 exclude=tuple(self._active))
             except Exception:
                 log.exception("jobs: claim failed")
                 job = None

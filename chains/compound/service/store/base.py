@@ -20,7 +20,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 JOB_QUEUED = "queued"
 JOB_RUNNING = "running"
@@ -137,9 +137,11 @@ class Store:
     def list_jobs(self, status: Optional[str] = None, limit: int = 100) -> list[Job]:
         raise NotImplementedError
 
-    def claim_job(self, worker: str, lease_s: float, now: Optional[float] = None) -> Optional[Job]:
+    def claim_job(self, worker: str, lease_s: float, now: Optional[float] = None,
+                  exclude: Sequence[str] = ()) -> Optional[Job]:
         """Atomically take the oldest queued job, or a running job whose lease expired
-        (its worker died), and lease it to `worker`. None when there is nothing to do."""
+        (its worker died), and lease it to `worker`. None when there is nothing to do.
+        Jobs in `exclude` (the caller's own running jobs) are never taken."""
         raise NotImplementedError
 
     def renew_lease(self, job_id: str, worker: str, lease_s: float) -> bool:

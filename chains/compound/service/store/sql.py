@@ -176,14 +176,16 @@ class SQLStore(Store):
                 cur.execute(f"SELECT {JOB_COLS} FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,))
             return [_job(r) for r in cur.fetchall()]
 
-    def claim_job(self, worker, lease_s, now=None):
+    def claim_job(self, worker, lease_s, now=None, exclude=()):
         now = time.time() if now is None else now
+        exclude = tuple(exclude)
+        not_excluded = f"AND id NOT IN ({', '.join('?' * len(exclude))}) " if exclude else ""
         with self._tx(immediate=True) as cur:
             # Queued jobs, and running jobs whose worker stopped renewing (died): oldest first.
             cur.execute(
-                f"SELECT id FROM jobs WHERE status = ? OR (status = ? AND lease_expires_at < ?) "
-                f"ORDER BY created_at LIMIT 1 {self.LOCK_CLAUSE}",
-                (JOB_QUEUED, JOB_RUNNING, now))
+                f"SELECT id FROM jobs WHERE (status = ? OR (status = ? AND lease_expires_at < ?)) "
+                f"{not_excluded}ORDER BY created_at LIMIT 1 {self.LOCK_CLAUSE}",
+                (JOB_QUEUED, JOB_RUNNING, now, *exclude))
             row = cur.fetchone()
             if row is None:
                 return None
