@@ -3,13 +3,17 @@ chunking at silences, stitching, subtitle formats."""
 from __future__ import annotations
 
 import base64
+import functools
 import http.server
 import io
+import ipaddress
 import socket
+import ssl
 import struct
 import threading
 import time
 
+import httpx
 import numpy as np
 import pytest
 import speech
@@ -229,6 +233,155 @@ def test_fetch_http_error_and_unreachable(file_server):
     err = _error(_fetch, f"http://127.0.0.1:{port}/a.wav")
     assert err.status_code == 400 and "could not fetch" in err.message
 
+
+
+# -- DNS rebinding: the connection goes to the vetted address, never to a second lookup -----
+_real_getaddrinfo = socket.getaddrinfo
+_real_create_connection = socket.create_connection
+
+
+def _fake_network(monkeypatch, answers: dict[str, list[list[str]]]) -> list[str]:
+    """Names in `answers` resolve to their successive answers (the last repeats); a connect
+    to a non-loopback IP is refused (no traffic leaves the machine). Returns the hosts that
+    socket.create_connection was asked for (what httpcore dialled), in order."""
+    calls: dict[str, int] = {}
+    dialled: list[str] = []
+
+    def getaddrinfo(host, port, *args, **kwargs):
+        if host not in answers:
+            return _real_getaddrinfo(host, port, *args, **kwargs)
+        n = calls[host] = calls.get(host, 0) + 1
+        ips = answers[host][min(n, len(answers[host])) - 1]
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, int(port)))
+                for ip in ips]
+
+    def create_connection(address, *args, **kwargs):
+        dialled.append(address[0])
+        try:
+            ip = ipaddress.ip_address(address[0])
+        except ValueError:
+            ip = None  # a name: the real call resolves it (through the fake getaddrinfo)
+        if ip is not None and not ip.is_loopback:
+            raise ConnectionRefusedError(111, "connection refused (test: no network)")
+        return _real_create_connection(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "create_connection", create_connection)
+    return dialled
+
+
+def _recording_server(tls: ssl.SSLContext | None = None):
+    """A local server that records (path, Host header) of every request it gets."""
+    seen: list[tuple[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Host")))
+            if self.path == "/hop":
+                self.send_response(302)
+                self.send_header("Location", "/a.wav")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"secret")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, seen
+
+
+@pytest.fixture
+def recording_server():
+    server, seen = _recording_server()
+    yield server.server_address[1], seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_fetch_pins_vetted_address_against_dns_rebinding(monkeypatch, recording_server):
+    # First answer public (passes the check), every later one 127.0.0.1 where the "internal"
+    # server listens. Resolving again at connect time would fetch b"secret" from it.
+    port, seen = recording_server
+    dialled = _fake_network(monkeypatch, {"rebind.test": [["93.184.216.34"], ["127.0.0.1"]]})
+    err = _error(fetch_audio, f"http://rebind.test:{port}/a.wav", max_bytes=10**6, timeout_s=5,
+                 allow_private=False)
+    assert seen == []  # the internal server was never reached
+    assert dialled == ["93.184.216.34"]  # only the vetted address was dialled
+    assert err.status_code == 400 and "could not fetch" in err.message
+
+
+def test_fetch_pinned_connection_sends_host_header_and_tries_next_address(monkeypatch,
+                                                                          recording_server):
+    port, seen = recording_server
+    dialled = _fake_network(monkeypatch, {"media.test": [["10.255.0.1", "127.0.0.1"]]})
+    got = fetch_audio(f"http://media.test:{port}/hop", max_bytes=10**6, timeout_s=5,
+                      allow_private=True)
+    assert got == b"secret"
+    # the redirect is resolved against the name; both hops carry the name in Host
+    assert seen == [("/hop", f"media.test:{port}"), ("/a.wav", f"media.test:{port}")]
+    # each hop: the first address refuses, the second (in resolver order) answers
+    assert dialled == ["10.255.0.1", "127.0.0.1"] * 2
+
+
+def _self_signed(name: str) -> tuple[bytes, bytes]:
+    """(cert PEM, key PEM) for a self-signed certificate valid for DNS name `name` only."""
+    import datetime
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(hours=1))
+            .not_valid_after(now + datetime.timedelta(hours=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
+def test_fetch_pinned_https_uses_the_name_for_sni_and_certificate(monkeypatch, tmp_path):
+    cert, key = _self_signed("pinned.test")
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    sni: list[str | None] = []
+    server_ctx.sni_callback = lambda sock, name, ctx: sni.append(name)
+    server, seen = _recording_server(tls=server_ctx)
+    try:
+        port = server.server_address[1]
+        # the client trusts only this certificate (hostname checking stays on)
+        trust = ssl.create_default_context(cadata=cert.decode())
+        monkeypatch.setattr(httpx, "HTTPTransport", functools.partial(httpx.HTTPTransport,
+                                                                       verify=trust))
+        _fake_network(monkeypatch, {"pinned.test": [["127.0.0.1"]], "other.test": [["127.0.0.1"]]})
+        kw = {"max_bytes": 10**6, "timeout_s": 5, "allow_private": True}
+        assert fetch_audio(f"https://pinned.test:{port}/a.wav", **kw) == b"secret"
+        assert sni == ["pinned.test"]  # SNI is the name, though the socket dialled 127.0.0.1
+        assert seen == [("/a.wav", f"pinned.test:{port}")]
+        # the certificate is checked against the URL's name: another name at the same IP fails
+        err = _error(fetch_audio, f"https://other.test:{port}/a.wav", **kw)
+        assert "could not fetch" in err.message and "CERTIFICATE_VERIFY_FAILED" in err.message
+        assert len(seen) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
 
 # -- chunking ------------------------------------------------------------------------------
 def test_plan_chunks_cuts_long_speech_at_silences():

@@ -1,17 +1,28 @@
 """Download audio from an http(s) URL with SSRF protection and size/time caps.
 
-Every hop (the URL and each redirect target) is checked: its hostname is resolved and every
-resolved address must be public (`ipaddress`: not private, loopback, link-local, multicast,
-reserved or unspecified) unless `allow_private` is set. Redirects are followed by hand so
-a public URL cannot bounce the server onto an internal one.
-Known limit: the address is checked before httpx connects (which resolves again), so a
-DNS answer that changes between the two (rebinding) is not caught.
+Every hop (the URL and each redirect target) is checked: its hostname is resolved once and
+every resolved address must be public (`ipaddress`: not private, loopback, link-local,
+multicast, reserved or unspecified) unless `allow_private` is set or the host is in
+`allowed_hosts`. Redirects are followed by hand so a public URL cannot bounce the server onto
+an internal one.
+
+DNS rebinding (a name that answers a public address to the check and an internal one to the
+connect) is prevented by pinning: the connection goes to exactly one of the addresses that
+were vetted, never to a fresh lookup. The request is sent to the URL with the vetted IP
+literal as its host, the original name in the `Host` header, and for https the original name
+as the `sni_hostname` extension, which httpcore passes as `server_hostname` to
+`SSLContext.wrap_socket`, so SNI and certificate hostname verification are against the real
+name, not the IP. The vetted addresses are tried in resolver order while a connection is
+refused. Proxies from the environment are not used (a proxy would resolve the name itself,
+and httpcore's CONNECT tunnel verifies TLS against the URL host, i.e. the IP).
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import time
+from collections.abc import Iterator
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -21,10 +32,12 @@ from compound_models.errors import InputError
 FIELD = "url"
 
 
-def check_url(url: str, *, allow_private: bool, allowed_hosts: tuple[str, ...] = ()) -> None:
+def check_url(url: str, *, allow_private: bool, allowed_hosts: tuple[str, ...] = ()) -> list[str]:
     """InputError unless `url` is http(s) and its host resolves only to public addresses.
 
-    `allowed_hosts` (exact host names/IPs, e.g. an internal media server) skip the address check.
+    Returns the resolved addresses (deduplicated, in resolver order): the only ones a fetch of
+    this URL may connect to. `allowed_hosts` (exact host names/IPs, e.g. an internal media
+    server) skip the address check.
     """
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
@@ -41,15 +54,19 @@ def check_url(url: str, *, allow_private: bool, allowed_hosts: tuple[str, ...] =
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise InputError(f"cannot resolve host {host!r} ({exc.strerror})", field=FIELD) from exc
+    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+    if not addresses:
+        raise InputError(f"cannot resolve host {host!r} (no addresses)", field=FIELD)
     if allow_private or host.lower() in allowed_hosts:
-        return
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        return addresses
+    for text in addresses:
+        address = ipaddress.ip_address(text.split("%")[0])
         if _is_internal(address):
             raise InputError(
                 f"URL host {host!r} resolves to a non-public address ({address}); private, "
                 "loopback and link-local addresses are refused (model_metadata.allow_private_urls)",
                 field=FIELD, status_code=403)
+    return addresses
 
 
 def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
@@ -65,28 +82,59 @@ def fetch_audio(url: str, *, max_bytes: int, timeout_s: float, allow_private: bo
     """GET `url` (following at most `max_redirects` checked redirects) → body bytes."""
     deadline = time.monotonic() + timeout_s
     timeout = httpx.Timeout(timeout_s, connect=min(10.0, timeout_s))
-    with httpx.Client(follow_redirects=False, timeout=timeout) as client:
-        for _ in range(max_redirects + 1):
-            check_url(url, allow_private=allow_private, allowed_hosts=allowed_hosts)
-            try:
-                with client.stream("GET", url) as response:
-                    if response.is_redirect:
-                        location = response.headers.get("location")
-                        if not location:
-                            raise InputError(f"URL redirected (HTTP {response.status_code}) "
-                                             "without a Location", field=FIELD)
-                        url = urljoin(url, location)
-                        continue
-                    if response.status_code >= 400:
-                        raise InputError(f"URL answered HTTP {response.status_code}", field=FIELD)
-                    return _read_capped(response, max_bytes, deadline, timeout_s)
-            except httpx.TimeoutException as exc:
-                raise InputError(f"download timed out after {timeout_s:.0f} s", field=FIELD,
-                                 status_code=408) from exc
-            except httpx.HTTPError as exc:
-                raise InputError(f"could not fetch URL ({type(exc).__name__}: {exc})",
-                                 field=FIELD) from exc
+    for _ in range(max_redirects + 1):
+        addresses = check_url(url, allow_private=allow_private, allowed_hosts=allowed_hosts)
+        try:
+            with _get_pinned(url, addresses, timeout) as response:
+                if response.is_redirect:
+                    location = response.headers.get("location")
+                    if not location:
+                        raise InputError(f"URL redirected (HTTP {response.status_code}) "
+                                         "without a Location", field=FIELD)
+                    url = urljoin(url, location)  # relative to the name, not the pinned IP
+                    continue
+                if response.status_code >= 400:
+                    raise InputError(f"URL answered HTTP {response.status_code}", field=FIELD)
+                return _read_capped(response, max_bytes, deadline, timeout_s)
+        except httpx.TimeoutException as exc:
+            raise InputError(f"download timed out after {timeout_s:.0f} s", field=FIELD,
+                             status_code=408) from exc
+        except httpx.HTTPError as exc:
+            raise InputError(f"could not fetch URL ({type(exc).__name__}: {exc})",
+                             field=FIELD) from exc
+        except httpx.InvalidURL as exc:
+            raise InputError(f"invalid URL ({exc})", field=FIELD) from exc
     raise InputError(f"more than {max_redirects} redirects", field=FIELD)
+
+
+@contextlib.contextmanager
+def _get_pinned(url: str, addresses: list[str], timeout: httpx.Timeout) -> Iterator[httpx.Response]:
+    """Stream a GET of `url` over a connection to one of `addresses` (tried in order while
+    the connection is refused), never to a new resolution of the URL's host."""
+    target = httpx.URL(url)
+    headers = {"Host": target.netloc.decode("ascii")}  # host[:port], IPv6 in brackets, IDNA
+    extensions = {"sni_hostname": target.raw_host.decode("ascii")} if target.scheme == "https" else {}
+    # A fresh client (and pool) per hop: a pooled connection is keyed by IP and port only, so
+    # it must not be reused for another name whose certificate was never checked. An explicit
+    # transport also keeps environment proxies out (see the module docstring).
+    with httpx.Client(transport=httpx.HTTPTransport(), follow_redirects=False,
+                      timeout=timeout) as client:
+        for index, address in enumerate(addresses):
+            # A scoped IPv6 address (fe80::1%eth0) cannot be written into a URL; it is
+            # link-local, so it only got here for a trusted host: connect by name.
+            pinned = target if "%" in address else target.copy_with(host=address)
+            request = client.build_request("GET", pinned, headers=headers, extensions=extensions)
+            try:
+                response = client.send(request, stream=True)
+            except httpx.ConnectError:
+                if index == len(addresses) - 1:
+                    raise
+                continue
+            try:
+                yield response
+            finally:
+                response.close()
+            return
 
 
 def _read_capped(response: httpx.Response, max_bytes: int, deadline: float, timeout_s: float) -> bytes:
