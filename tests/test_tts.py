@@ -298,7 +298,7 @@ def test_sample_rate_comes_from_the_voice_json(tmp_path):
 
 def test_unknown_voice_lists_the_valid_ones(service):
     with pytest.raises(InputError, match="valid voices: joe") as info:
-        service.prepare({"input": "hi", "voice": "alloy"})
+        service.prepare({"input": "hi", "voice": "no-such-voice"})
     assert info.value.field == "voice"
 
 
@@ -382,6 +382,52 @@ def test_noise_out_of_range_is_rejected_naming_the_field(field, value):
     with pytest.raises(InputError) as info:
         parse_speech_request({"input": "hi", field: value}, max_input_chars=100)
     assert info.value.field == field and field in str(info.value)
+
+
+def test_openai_voice_names_are_aliases_of_configured_voices():
+    configured = TTSService.from_truss_config(yaml.safe_load((TTS_TRUSS / "config.yaml").read_text()))
+    job = configured.prepare({"input": "Hello.", "voice": "alloy"})
+    assert job.voice.name == "joe" and job.headers["X-Voice"] == "joe"
+    assert len(job.render()) > 44  # loads the voice on first use and speaks
+    with pytest.raises(InputError) as info:
+        configured.prepare({"input": "Hello.", "voice": "nobody"})
+    assert info.value.field == "voice" and "alloy" in str(info.value) and "joe" in str(info.value)
+
+
+def test_voice_alias_to_an_unconfigured_voice_fails_at_load():
+    with pytest.raises(VoiceConfigError, match="'alloy' points at 'amy'"):
+        TTSService(TTSSettings(voice_aliases={"alloy": "amy"}))
+
+
+def test_speaker_on_a_single_speaker_voice_is_400(service):
+    with pytest.raises(InputError) as info:
+        service.prepare({"input": "Hello.", "speaker": "amy"})
+    assert info.value.field == "speaker" and "single speaker" in str(info.value)
+    with pytest.raises(InputError) as info:
+        parse_speech_request({"input": "hi", "speaker": 1.5}, max_input_chars=100)
+    assert info.value.field == "speaker"
+
+
+def test_speaker_selection_with_a_fake_multi_speaker_config(service):
+    """Fake: no multi-speaker Piper voice can be downloaded here, so joe's loaded voice gets a
+    copied config claiming three speakers; only name/id resolution and what reaches Piper's
+    SynthesisConfig are checked, not synthesis."""
+    import copy
+    import dataclasses
+
+    from compound_models.tts.synth import synthesis_config
+
+    joe = service.voices.get("joe")
+    piper = copy.copy(joe.piper)
+    piper.config = dataclasses.replace(joe.piper.config, num_speakers=3,
+                                       speaker_id_map={"amy": 0, "bob": 1, "cleo": 2})
+    voice = dataclasses.replace(joe, piper=piper)
+    assert voice.speaker_id(None) == 0 and voice.speaker_id("bob") == 1 and voice.speaker_id(2) == 2
+    for bad, message in ((3, "out of range"), (-1, "out of range"), ("zed", "amy, bob, cleo")):
+        with pytest.raises(InputError) as info:
+            voice.speaker_id(bad)
+        assert info.value.field == "speaker" and message in str(info.value)
+    assert synthesis_config(voice, 1.0, speaker_id=voice.speaker_id("cleo")).speaker_id == 2
 
 
 @pytest.mark.parametrize("fmt", ["wav", "pcm", "mp3", "opus"])
@@ -496,7 +542,7 @@ def test_http_streaming_with_json_accept_header_is_still_binary(tts_url):
     ({"input": "x" * 4097}, "input"),
     ({"input": "\U0001F600\U0001F600"}, "input"),
     ({"input": "\x00\x01"}, "input"),
-    ({"input": "hi", "voice": "alloy"}, "voice"),
+    ({"input": "hi", "voice": "no-such-voice"}, "voice"),
     ({"input": "hi", "response_format": "ogg"}, "response_format"),
     ({"input": "hi", "speed": 0}, "speed"),
     ({"input": "hi", "speed": 10, "stream": True}, "speed"),

@@ -1,7 +1,7 @@
 """The predict body, validated like OpenAI's `/v1/audio/speech` request.
 
     {"input": "...", "voice"?: "joe", "response_format"?: "wav", "speed"?: 1.0, "stream"?: false,
-     "noise_scale"?: 0.667, "noise_w_scale"?: 0.8}
+     "noise_scale"?: 0.667, "noise_w_scale"?: 0.8, "speaker"?: "name" | 3}
 
 `noise_scale` / `noise_w_scale` are Piper's own sampling knobs (voice timbre noise and
 phoneme-duration noise; default: the voice's `.onnx.json`). 0 for both makes synthesis
@@ -21,7 +21,8 @@ from compound_models.errors import InputError
 from compound_models.tts.encode import FORMATS
 from compound_models.tts.synth import MAX_SPEED, MIN_SPEED
 
-FIELDS = ("input", "voice", "response_format", "speed", "stream", "noise_scale", "noise_w_scale")
+FIELDS = ("input", "voice", "response_format", "speed", "stream", "noise_scale", "noise_w_scale",
+          "speaker")
 MAX_NOISE_SCALE = 2.0
 IGNORED_FIELDS = ("model",)
 
@@ -35,6 +36,7 @@ class SpeechRequest:
     stream: bool
     noise_scale: Optional[float] = None  # None: the voice's own default
     noise_w_scale: Optional[float] = None
+    speaker: Optional[str | int] = None  # multi-speaker voices: a name or an id (voices.py checks it)
 
 
 def parse_speech_request(body: Any, max_input_chars: int, default_format: str = "wav") -> SpeechRequest:
@@ -73,7 +75,10 @@ def parse_speech_request(body: Any, max_input_chars: int, default_format: str = 
         raise InputError("'stream' must be true or false", field="stream")
 
     noise = {name: _noise(body, name) for name in ("noise_scale", "noise_w_scale")}
-    return SpeechRequest(text, voice, fmt.lower(), float(speed), stream, **noise)
+    speaker = body.get("speaker")
+    if speaker is not None and (isinstance(speaker, bool) or not isinstance(speaker, (str, int))):
+        raise InputError("'speaker' must be a speaker name or a non-negative integer id", field="speaker")
+    return SpeechRequest(text, voice, fmt.lower(), float(speed), stream, speaker=speaker, **noise)
 
 
 def _noise(body: dict, name: str) -> Optional[float]:

@@ -30,6 +30,8 @@ class TTSSettings:
     sentence_silence_s: float = 0.15
     first_chunk_max_words: int = 6
     onnx_threads: int = 0  # ONNX Runtime intra-op threads per voice; 0: its default (all cores)
+    # Names clients send that are not configured voices (OpenAI's) -> a configured voice.
+    voice_aliases: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_model_metadata(cls, metadata: Optional[Mapping[str, Any]]) -> "TTSSettings":
@@ -50,6 +52,7 @@ class SpeechJob:
     voice: Voice
     units: list[str]
     sentence_silence_s: float
+    speaker_id: Optional[int] = None
     progress: SynthesisProgress = field(default_factory=SynthesisProgress)
 
     @property
@@ -73,11 +76,13 @@ class SpeechJob:
             "X-Audio-Format": "pcm_s16le" if name == "pcm" else name,
             "X-Voice": self.voice.name,
             "X-Text-Units": str(len(self.units)),
+            **({"X-Speaker-Id": str(self.speaker_id)} if self.speaker_id is not None else {}),
         }
 
     def _unit_audio(self):
         request = self.request
-        config = synthesis_config(self.voice, request.speed, request.noise_scale, request.noise_w_scale)
+        config = synthesis_config(self.voice, request.speed, request.noise_scale, request.noise_w_scale,
+                                  self.speaker_id)
         return synthesize_units(self.voice, self.units, request.speed,
                                 self.sentence_silence_s, self.progress, config)
 
@@ -112,7 +117,7 @@ class TTSService:
     def __init__(self, settings: TTSSettings, base_dir: Optional[Path] = None):
         self.settings = settings
         self.voices = VoiceRegistry.from_config(settings.voices, settings.default_voice, base_dir,
-                                               settings.onnx_threads)
+                                               settings.onnx_threads, settings.voice_aliases)
 
     @classmethod
     def from_truss_config(cls, config: Optional[Mapping[str, Any]], base_dir: Optional[Path] = None):
@@ -125,6 +130,7 @@ class TTSService:
         request = parse_speech_request(body, self.settings.max_input_chars,
                                        self.settings.default_response_format)
         voice = self.voices.get(request.voice)
+        speaker_id = voice.speaker_id(request.speaker)
         text = clean_text(request.input)
         if not is_speakable(text):
             raise InputError("'input' has nothing speakable: no letters or digits once control "
@@ -134,4 +140,4 @@ class TTSService:
         units = [u for u in units if is_speakable(u)]
         if not units:
             raise InputError("'input' has nothing speakable", field="input")
-        return SpeechJob(request, voice, units, self.settings.sentence_silence_s)
+        return SpeechJob(request, voice, units, self.settings.sentence_silence_s, speaker_id)

@@ -37,12 +37,12 @@ class SynthesisProgress:
 
 
 def synthesis_config(voice: Voice, speed: float, noise_scale: float | None = None,
-                     noise_w_scale: float | None = None) -> SynthesisConfig:
+                     noise_w_scale: float | None = None, speaker_id: int | None = None) -> SynthesisConfig:
     # speed 2 = twice as fast = half the phoneme durations; scale the voice's own tuned
     # length_scale (from its json) rather than replacing it. Noise left as None keeps the
     # voice's own values (Piper reads them from the json).
     return SynthesisConfig(length_scale=voice.default_length_scale / speed,
-                           noise_scale=noise_scale, noise_w_scale=noise_w_scale)
+                           noise_scale=noise_scale, noise_w_scale=noise_w_scale, speaker_id=speaker_id)
 
 
 def synthesize_units(voice: Voice, units: Iterable[str], speed: float = 1.0,

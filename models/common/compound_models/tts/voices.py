@@ -115,26 +115,65 @@ class Voice:
     def default_length_scale(self) -> float:
         return float(self.piper.config.length_scale)
 
+    @property
+    def speakers(self) -> dict[str, int]:
+        """Speaker name -> id of a multi-speaker voice (its .onnx.json `speaker_id_map`)."""
+        return dict(self.piper.config.speaker_id_map or {})
+
+    def speaker_id(self, speaker: "str | int | None") -> Optional[int]:
+        """The id Piper needs for `speaker`; None for a single-speaker voice.
+
+        A multi-speaker voice defaults to speaker 0 (Piper's own default)."""
+        count = int(self.piper.config.num_speakers or 1)
+        if count <= 1:
+            if speaker is not None:
+                raise InputError(f"voice {self.name!r} has a single speaker; omit 'speaker'",
+                                 field="speaker")
+            return None
+        if speaker is None:
+            return 0
+        if isinstance(speaker, int):
+            if not 0 <= speaker < count:
+                raise InputError(f"speaker id {speaker} is out of range for voice {self.name!r} "
+                                 f"(0..{count - 1})", field="speaker")
+            return speaker
+        if speaker not in self.speakers:
+            names = sorted(self.speakers)
+            shown = ", ".join(names[:20]) + (f", ... ({len(names)} in all)" if len(names) > 20 else "")
+            raise InputError(f"unknown speaker {speaker!r} for voice {self.name!r}; speakers: "
+                             f"{shown or '(none named; use an id)'}", field="speaker")
+        return self.speakers[speaker]
+
 
 class VoiceRegistry:
     """Voices by name; all are loaded by `load()` so readiness means every voice works."""
 
-    def __init__(self, sources: Mapping[str, VoiceSource], default: str, onnx_threads: int = 0):
+    def __init__(self, sources: Mapping[str, VoiceSource], default: str, onnx_threads: int = 0,
+                 aliases: Optional[Mapping[str, str]] = None):
         if not sources:
             raise VoiceConfigError("no voices configured")
         if default not in sources:
             raise VoiceConfigError(f"default voice {default!r} is not one of {', '.join(sources)}")
+        aliases = dict(aliases or {})
+        for alias, target in aliases.items():
+            if target not in sources:
+                raise VoiceConfigError(f"voice alias {alias!r} points at {target!r}, which is not "
+                                       f"a configured voice ({', '.join(sources)})")
         self.sources = dict(sources)
         self.default = default
+        # Other names clients send (OpenAI's "alloy", ...) -> a configured voice; a real
+        # voice of the same name wins.
+        self.aliases = {a: t for a, t in aliases.items() if a not in sources}
         self.onnx_threads = onnx_threads
         self._voices: dict[str, Voice] = {}
         self._lock = threading.Lock()
 
     @classmethod
     def from_config(cls, voices: Mapping[str, str], default: Optional[str],
-                    base_dir: Optional[Path] = None, onnx_threads: int = 0) -> "VoiceRegistry":
+                    base_dir: Optional[Path] = None, onnx_threads: int = 0,
+                    aliases: Optional[Mapping[str, str]] = None) -> "VoiceRegistry":
         sources = {str(name): VoiceSource.parse(src, base_dir) for name, src in voices.items()}
-        return cls(sources, default or next(iter(sources)), onnx_threads)
+        return cls(sources, default or next(iter(sources)), onnx_threads, aliases)
 
     @property
     def names(self) -> list[str]:
@@ -161,9 +200,11 @@ class VoiceRegistry:
         )
 
     def get(self, name: Optional[str]) -> Voice:
-        name = self.default if name is None else name
+        name = self.default if name is None else self.aliases.get(name, name)
         if name not in self.sources:
-            raise InputError(f"unknown voice {name!r}; valid voices: {', '.join(self.names)}", field="voice")
+            aliases = f" (aliases: {', '.join(sorted(self.aliases))})" if self.aliases else ""
+            raise InputError(f"unknown voice {name!r}; valid voices: {', '.join(self.names)}{aliases}",
+                             field="voice")
         if name not in self._voices:
             self.load()
         return self._voices[name]
