@@ -6,6 +6,9 @@ Figures (each next to its reference, measured in the same run):
   Overhead = chain latency - direct latency, p50/p99 (target <= 2 ms p50). Measured
   in-process (executor only: `run_chain`) and through the HTTP chain service (an extra
   client -> service hop on top of the executor).
+- marginal hop (service): a chain of k echo nodes one after another vs the one-node chain;
+  (T_k - T_1) / (k - 1) - direct latency is what each further node hop costs, without the
+  fixed client -> service entry that the `hop` figure above includes.
 - fanout: k independent echo nodes that each sleep `SLEEP_S`, vs the slowest single node
   (target <= 1.2x) and vs the same nodes chained one after another (sequential).
 - throughput: a no-op chain (one code node), runs/s with the 2 cores this box has,
@@ -179,6 +182,23 @@ async def _hop(http, echo_url: str, run_chain_fn, n: int = HOP_N) -> dict:
     return _overhead(chain_s, direct_s)
 
 
+async def _marginal_hop(http, echo_url: str, run_chain_fn, k: int = max(FANOUT_KS), n: int = 60) -> dict:
+    body = {"payload": {"x": 1}}
+    direct_body = {"node": "echo", "sleep_s": 0.0, "x": 1}
+    for _ in range(WARMUP_N // 2):
+        await run_chain_fn(f"bench-seq-{k}", body)
+    direct_s, one_s, many_s = [], [], []
+    for _ in range(n):  # interleaved, like _hop
+        direct_s.append((await _timed(_direct(http, echo_url, direct_body)))[0])
+        one_s.append((await _timed(run_chain_fn("bench-hop", body)))[0])
+        many_s.append((await _timed(run_chain_fn(f"bench-seq-{k}", body)))[0])
+    direct, one, many = (report.summarize(_ms(v)) for v in (direct_s, one_s, many_s))
+    per_hop = (many["p50"] - one["p50"]) / (k - 1)
+    return {"k": k, "direct_ms": direct, "one_node_ms": one, "k_nodes_ms": many,
+            "per_hop_ms_p50": per_hop, "overhead_per_hop_ms_p50": per_hop - direct["p50"],
+            "entry_ms_p50": one["p50"] - direct["p50"]}
+
+
 async def _fanout(http, echo_url: str, run_chain_fn, repeats: int = 5) -> dict:
     body = {"payload": {}, "sleep_s": SLEEP_S}
     slowest = [(await _timed(_direct(http, echo_url, {"sleep_s": SLEEP_S})))[0] for _ in range(repeats)]
@@ -242,6 +262,7 @@ async def _echo_benches(echo_url: str, service_url: Optional[str]) -> dict:
         if service_url:
             service = ServiceClient(http, service_url)
             results["service"]["hop"] = await _hop(http, echo_url, service.run, n=HOP_N // 2)
+            results["service"]["marginal_hop"] = await _marginal_hop(http, echo_url, service.run)
             results["service"]["fanout"] = await _fanout(http, echo_url, service.run, repeats=3)
             results["service"]["throughput"] = await _throughput(service.run)
     return results
@@ -312,8 +333,16 @@ def _report(out_dir: Path, results: dict) -> None:
                          "ms", "<=2 p50",
                          f"p50/p99 chain {hop['chain_ms']['p50']:.1f}/{hop['chain_ms']['p99']:.1f}, "
                          f"direct {hop['direct_ms']['p50']:.1f}/{hop['direct_ms']['p99']:.1f}"))
-            labels.append(WHERE[where])
+            labels.append(f"{WHERE[where]}\n(entry + 1 hop)" if where == "service" else WHERE[where])
             overheads.append(hop["overhead_p50_ms"])
+    marginal = results.get("service", {}).get("marginal_hop")
+    if marginal:
+        rows.append((f"hop overhead, service, each further hop", marginal["overhead_per_hop_ms_p50"], "",
+                     "ms", "<=2 p50",
+                     f"{marginal['k']} nodes {marginal['k_nodes_ms']['p50']:.1f} vs 1 node "
+                     f"{marginal['one_node_ms']['p50']:.1f}, direct {marginal['direct_ms']['p50']:.1f}"))
+        labels.append("service\n(each further hop)")
+        overheads.append(marginal["overhead_per_hop_ms_p50"])
     fan_plots: dict[str, tuple[list, list]] = {}
     for where in ("in_process", "service"):
         fan = results.get(where, {}).get("fanout")
