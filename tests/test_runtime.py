@@ -151,6 +151,26 @@ def test_async_status_transitions_and_cancel_while_queued(echo_url):
     assert final["status"] == "CANCELED" and final["attempts"] == 0
 
 
+def test_async_request_queued_past_its_max_time_expires_with_a_webhook(echo_url):
+    # Baseten's lowest max_time_in_queue_seconds is 10: keep the only worker busy for 12 s so
+    # the second request waits longer than its limit, then never runs.
+    with WebhookReceiver() as receiver:
+        slow = httpx.post(echo_url + "/async_predict",
+                          json={"model_input": {"sleep_s": 12, "key": "blocker"}}).json()["request_id"]
+        late = httpx.post(echo_url + "/async_predict", json={
+            "model_input": {"key": "expires"}, "max_time_in_queue_seconds": 10,
+            "webhook_endpoint": receiver.url}).json()["request_id"]
+        status = wait_status(echo_url, late, {"EXPIRED", "SUCCEEDED", "FAILED"})
+        assert status["status"] == "EXPIRED" and status["attempts"] == 0
+        assert "max_time_in_queue_seconds=10" in status["errors"][0]["message"]
+        [hook] = receiver.wait_for(1)
+    body = json.loads(hook.body)
+    assert body["request_id"] == late and body["data"] is None
+    assert body["errors"][0]["code"] == "EXPIRED"
+    assert _verify_baseten_signature(SECRET, hook.body, hook.headers["x-baseten-signature"])
+    assert wait_status(echo_url, slow, {"SUCCEEDED"})["status"] == "SUCCEEDED"
+
+
 def test_async_retries_5xx_per_retry_config_then_succeeds(echo_url):
     request_id = httpx.post(echo_url + "/async_predict", json={
         "model_input": {"fail_first": 2, "key": "flaky"},
