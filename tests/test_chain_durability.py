@@ -57,7 +57,7 @@ def test_kill9_mid_run_resumes_from_last_finished_step(store_url, node, receiver
         restarted = ServiceProcess(store_url, tmp_path / "svc2.log", node.url).start()
         job = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 60,
                        "job to finish after restart")
-        assert job["attempts"] == 2  # claimed again after the dead worker's lease expired
+        assert job["attempts"] == 2  # claimed again: the dead worker's run counts as interrupted
         assert job["outputs"] == {"first": "DURABLE", "second": "DURABLE", "first_call": 1}
         assert node.calls["first"] == 1  # the finished step was replayed from the store, not re-run
         assert node.started["second"] == 2  # the unfinished one ran again
@@ -66,6 +66,30 @@ def test_kill9_mid_run_resumes_from_last_finished_step(store_url, node, receiver
         assert all(r["verified"] for r in receiver.requests)
         assert {r["headers"]["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
         assert len(receiver.successes()) == 1
+    finally:
+        svc.stop()
+        if restarted:
+            restarted.stop()
+
+
+def test_restart_after_kill9_resumes_at_once_not_at_lease_expiry(store_url, node, receiver, tmp_path):
+    """With a 120 s lease, the restarted service sees that the lease holder was a process on
+    this host that is gone and resumes the job immediately (it would otherwise wait 120 s)."""
+    long_lease = {"COMPOUND_JOB_LEASE_S": "120"}
+    svc = ServiceProcess(store_url, tmp_path / "svc.log", node.url, extra_env=long_lease).start()
+    restarted = None
+    second_held = node.hold("second")
+    try:
+        job_id = _submit(svc, {"text": "quick"}, receiver.url + "/hook")
+        wait_for(lambda: node.started["second"] == 1, 15, "second step started")
+        svc.kill9()
+        second_held.set()
+        restarted = ServiceProcess(store_url, tmp_path / "svc2.log", node.url, extra_env=long_lease).start()
+        # 60 s budget < the 120 s lease: finishing at all proves the lease was not waited out
+        job = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 60,
+                       "job to resume before the lease runs out")
+        assert job["attempts"] == 2 and node.calls["first"] == 1 and node.started["second"] == 2
+        assert "is gone; resuming it now" in restarted.log()
     finally:
         svc.stop()
         if restarted:

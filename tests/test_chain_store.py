@@ -73,6 +73,35 @@ def test_claim_skips_the_callers_own_running_jobs_even_with_a_lapsed_lease(store
     assert store.get_job(mine.id).attempts == 1  # not counted as an interrupted run
 
 
+def test_expire_lease_makes_a_dead_workers_job_claimable_now(store):
+    job, _ = store.create_job("extract", {})
+    store.claim_job("host-1-abc", lease_s=300)
+    assert store.claim_job("w2", lease_s=30) is None
+    assert not store.expire_lease(job.id, "someone-else")  # only the holder's lease
+    assert store.expire_lease(job.id, "host-1-abc")
+    again = store.claim_job("w2", lease_s=30)
+    assert again.id == job.id and again.attempts == 2  # the crashed run still counts
+
+
+def test_dead_local_worker_only_for_gone_processes_on_this_host():
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    from compound.service.jobs import dead_local_worker
+
+    host = socket.gethostname()
+    exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                            capture_output=True, text=True, check=True)
+    gone = int(exited.stdout)
+    assert dead_local_worker(f"{host}-{gone}-ab12cd", host)
+    assert not dead_local_worker(f"{host}-{os.getpid()}-ab12cd", host)  # this process
+    assert not dead_local_worker(f"{host}-{os.getppid()}-ab12cd", host)  # alive
+    assert not dead_local_worker(f"other-host-{gone}-ab12cd", host)  # can't tell: wait for the lease
+    assert not dead_local_worker("w1", host) and not dead_local_worker(f"{host}-x-1", host)
+
+
 def test_concurrent_claims_never_hand_out_a_job_twice(store_url):
     stores = [open_store(store_url) for _ in range(4)]
     try:

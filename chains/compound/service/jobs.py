@@ -31,7 +31,7 @@ from compound.service.graph import Chain
 from compound.service.journal import DurableJournal
 from compound.service.settings import Settings
 from compound.service.store.base import (
-    JOB_CANCELED, JOB_FAILED, AsyncStore, Job, OutboxMessage,
+    JOB_CANCELED, JOB_FAILED, JOB_RUNNING, AsyncStore, Job, OutboxMessage,
 )
 
 log = logging.getLogger("compound.service.jobs")
@@ -52,6 +52,25 @@ def webhook_payload(job: Job, status: str, result: Optional[dict], error: Option
             "error": error,
         },
     }
+
+
+def dead_local_worker(worker_id: str, host: str) -> bool:
+    """True when `worker_id` ("<host>-<pid>-<suffix>", see JobRunner) names a process on
+    this host that no longer exists. Anything else — another host, a live or reused pid, a
+    foreign id — is False: its lease runs out on its own, the safe direction."""
+    parts = worker_id.rsplit("-", 2)
+    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # exists, another user's
+        return False
+    return False
 
 
 class JobRunner:
@@ -81,6 +100,10 @@ class JobRunner:
         return True
 
     async def run(self) -> None:
+        try:
+            await self._reclaim_dead_local_leases()
+        except Exception:  # an optimization: leases still run out on their own
+            log.exception("jobs: could not check for leases of dead local workers")
         loops = [asyncio.create_task(self._loop(i)) for i in range(self.settings.job_workers)]
         try:
             await asyncio.gather(*loops)
@@ -88,6 +111,16 @@ class JobRunner:
             for task in loops:
                 task.cancel()
             await asyncio.gather(*loops, return_exceptions=True)
+
+    async def _reclaim_dead_local_leases(self) -> None:
+        """After a crash (kill -9, OOM) the restarted service resumes the jobs its dead
+        predecessor on this host held at once, instead of after their lease runs out."""
+        host = socket.gethostname()
+        for job in await self.store.list_jobs(status=JOB_RUNNING, limit=10_000):
+            if job.lease_owner and dead_local_worker(job.lease_owner, host):
+                if await self.store.expire_lease(job.id, job.lease_owner):
+                    log.warning("jobs: %s was held by %s, a process on this host that is gone; "
+                                "resuming it now", job.id, job.lease_owner)
 
     async def _loop(self, index: int) -> None:
         while True:

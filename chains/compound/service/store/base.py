@@ -153,6 +153,12 @@ class Store:
         job at once instead of after the lease runs out. The job stays `running`."""
         raise NotImplementedError
 
+    def expire_lease(self, job_id: str, worker: str) -> bool:
+        """`worker` is known dead (its process is gone): make its running job claimable now
+        instead of when the lease runs out. Unlike `release_job` the claim still counts as an
+        interrupted run."""
+        raise NotImplementedError
+
     def finish_job(self, job_id: str, worker: Optional[str], status: str, *,
                    result: Optional[dict] = None, error: Optional[str] = None,
                    outbox: Optional[OutboxMessage] = None) -> bool:

@@ -213,6 +213,13 @@ class SQLStore(Store):
                         (time.time(), job_id, worker, JOB_RUNNING))
             return cur.rowcount == 1
 
+    def expire_lease(self, job_id, worker):
+        with self._tx() as cur:
+            cur.execute("UPDATE jobs SET lease_expires_at = 0, updated_at = ? "
+                        "WHERE id = ? AND lease_owner = ? AND status = ?",
+                        (time.time(), job_id, worker, JOB_RUNNING))
+            return cur.rowcount == 1
+
     def finish_job(self, job_id, worker, status, *, result=None, error=None, outbox=None):
         assert status in TERMINAL_JOB_STATES, status
         now = time.time()
