@@ -217,6 +217,50 @@ def test_truncated_scalar_that_fails_schema_is_422(json_model):
     assert status == 422 and "truncated at 1 tokens" in body["error"]
 
 
+# ---------------------------------------------------------------- open objects
+
+def test_objects_without_additional_properties_are_closed_for_generation_only():
+    from compound_models.jsongen.schemas import generation_schema
+
+    schema = {"type": "object", "properties": {
+        "a": {"type": "object", "properties": {"x": {"type": "integer"}}},
+        "free": {"type": "object"},  # no properties: any object, stays open
+        "open": {"type": "object", "properties": {"y": {"type": "string"}}, "additionalProperties": True},
+        "either": {"anyOf": [{"type": "object", "properties": {"p": {"type": "integer"}}}, {"type": "null"}]},
+    }}
+    closed = generation_schema(schema)
+    assert closed["additionalProperties"] is False
+    assert closed["properties"]["a"]["additionalProperties"] is False
+    assert "additionalProperties" not in closed["properties"]["free"]
+    assert closed["properties"]["open"]["additionalProperties"] is True
+    assert closed["properties"]["either"]["anyOf"][0]["additionalProperties"] is False
+    assert "additionalProperties" not in schema  # the client's schema is not modified
+    combined = {"allOf": [{"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                          {"type": "object", "properties": {"b": {"type": "integer"}}, "required": ["b"]}]}
+    assert generation_schema(combined) == combined  # closing allOf branches would contradict them
+
+
+def test_open_object_schema_gets_only_its_declared_keys(engine):
+    # no additionalProperties: JSON Schema allows any extra key, and the 135M model used to add
+    # keys until the budget ran out (422). Generation closes the object; validation is unchanged.
+    schema = {"type": "object", "properties": {"qty": {"type": "integer", "minimum": 1}},
+              "required": ["qty"]}
+    result = engine.generate(JsonRequest(schema=schema, max_tokens=60,
+                                         messages=[{"role": "user", "content": "Order about 20 items."}]))
+    assert set(result.output) == {"qty"} and result.finish_reason == "stop"
+
+
+def test_allof_composition_still_generates_both_parts(engine):
+    schema = {"allOf": [{"type": "object", "properties": {"name": {"type": "string", "maxLength": 20}},
+                         "required": ["name"]},
+                        {"type": "object", "properties": {"age": {"type": "integer", "minimum": 0,
+                                                                  "maximum": 120}}, "required": ["age"]}]}
+    result = engine.generate(JsonRequest(schema=schema, max_tokens=120,
+                                         messages=[{"role": "user", "content": "Ann is 31."}]))
+    assert {"name", "age"} <= set(result.output)
+    jsonschema.validate(result.output, schema)
+
+
 # ---------------------------------------------------------------- fast-forward decoding
 
 def _chat(entry: dict, **kwargs) -> JsonRequest:

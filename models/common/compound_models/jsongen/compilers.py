@@ -27,6 +27,8 @@ import llguidance
 from outlines.backends.llguidance import LLGuidanceBackend, LLGuidanceLogitsProcessor
 from outlines.processors.base_logits_processor import OutlinesLogitsProcessor
 
+from .schemas import generation_schema
+
 _COMPACT = {"whitespace_flexible": False, "item_separator": ",", "key_separator": ":"}
 
 
@@ -36,7 +38,7 @@ class SchemaRejected(ValueError):
 
 def llguidance_grammar(schema: dict) -> str:
     try:
-        return llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=_COMPACT)
+        return llguidance.LLMatcher.grammar_from_json_schema(generation_schema(schema), overrides=_COMPACT)
     except (ValueError, TypeError) as exc:
         raise SchemaRejected(f"schema rejected by the JSON compiler: {exc}") from exc
 
@@ -164,7 +166,7 @@ class OutlinesCoreCompiler:
 
         semantic_check(schema)
         try:
-            regex = build_regex_from_schema(json.dumps(schema), "")
+            regex = build_regex_from_schema(json.dumps(generation_schema(schema)), "")
             index = Index(regex, self._vocabulary)
         except (ValueError, TypeError, RuntimeError) as exc:
             raise SchemaRejected(f"schema rejected by outlines_core: {exc}") from exc

@@ -62,6 +62,56 @@ def check_schema(schema: Any, limits: Limits, field: str = "schema") -> None:
         raise InputError(f"invalid JSON Schema (Draft 2020-12) at {where}: {exc.message}", field) from exc
 
 
+# Keywords whose values are one subschema, a map of subschemas, or a list of subschemas.
+_ONE = ("items", "additionalProperties", "contains", "propertyNames", "not", "if", "then", "else",
+        "unevaluatedItems", "unevaluatedProperties")
+_MAP = ("properties", "patternProperties", "dependentSchemas", "$defs", "definitions")
+_LIST = ("anyOf", "oneOf", "prefixItems")
+# An object that says any of these decides its own extra keys, or composes with siblings.
+_KEEP_OPEN = ("additionalProperties", "patternProperties", "unevaluatedProperties", "allOf",
+              "anyOf", "oneOf", "$ref", "if", "dependentSchemas")
+
+
+def generation_schema(schema: dict) -> dict:
+    """The schema the grammar is compiled from: objects that list `properties` but do not say
+    whether other keys are allowed get `additionalProperties: false`.
+
+    JSON Schema leaves such objects open, and a small model then keeps inventing keys until the
+    token budget runs out. Closed objects are a subset of what the schema accepts (outputs are
+    still validated against the client's own schema) and are what OpenAI's structured outputs
+    require too. An object opts out with an explicit `additionalProperties` (true or a schema)
+    or `patternProperties`. Branches of `allOf` (and, when the schema uses `allOf`, everything
+    under `$defs`) are left open: closing them would make combined objects unsatisfiable.
+    """
+    uses_all_of = "allOf" in canonical_json(schema)
+
+    def close(node: Any, compose: bool = False) -> Any:
+        if isinstance(node, list):
+            return [close(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        out = dict(node)
+        for key in _ONE:
+            if isinstance(node.get(key), (dict, list)):
+                out[key] = close(node[key])
+        for key in _MAP:
+            if isinstance(node.get(key), dict):
+                keep = compose or (uses_all_of and key in ("$defs", "definitions"))
+                out[key] = {name: close(sub, keep if key in ("$defs", "definitions") else False)
+                            for name, sub in node[key].items()}
+        for key in _LIST:
+            if isinstance(node.get(key), list):
+                out[key] = [close(sub) for sub in node[key]]
+        if isinstance(node.get("allOf"), list):
+            out["allOf"] = [close(sub, compose=True) for sub in node["allOf"]]
+        if (isinstance(node.get("properties"), dict) and not compose
+                and not any(key in node for key in _KEEP_OPEN)):
+            out["additionalProperties"] = False
+        return out
+
+    return close(schema)
+
+
 def validation_error(value: Any, schema: dict) -> str | None:
     """The first schema violation of `value` as text, or None when it is valid."""
     validator = Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
