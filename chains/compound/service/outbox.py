@@ -9,6 +9,10 @@
 - 410 Gone disables the endpoint: no further deliveries to that URL until a manual redeliver.
 - Runs as its own asyncio task with its own concurrency limit: a slow receiver never holds up
   chain workers, and many deliveries run in parallel.
+- SSRF: each attempt re-checks the URL (netguard.check_webhook_url) and, unless private
+  webhooks are allowed, POSTs to one of the addresses that check vetted (netguard.post_pinned,
+  with the original Host and TLS SNI), so a name that rebinds to an internal address between
+  the check and the connect cannot redirect the POST.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from typing import Optional
 import httpx
 from standardwebhooks import Webhook
 
-from compound.service.netguard import UnsafeURL, check_webhook_url
+from compound.service.netguard import UnsafeURL, check_webhook_url, post_pinned
 from compound.service.settings import Settings
 from compound.service.store.base import (
     DELIVERY_DISABLED, DELIVERY_FAILED, AsyncStore, Delivery,
@@ -154,7 +158,9 @@ class OutboxWorker:
             await self.store.delivery_give_up(d.id, DELIVERY_DISABLED, "endpoint disabled (410 Gone earlier)")
             return
         try:
-            await asyncio.to_thread(check_webhook_url, d.url, self.settings.allow_private_webhooks)
+            # None: private webhooks allowed, nothing vetted, deliver by name (local dev).
+            addresses = await asyncio.to_thread(check_webhook_url, d.url,
+                                                self.settings.allow_private_webhooks)
         except UnsafeURL as exc:
             await self.store.delivery_give_up(d.id, DELIVERY_FAILED, str(exc))
             return
@@ -166,8 +172,15 @@ class OutboxWorker:
             # httpx timeouts are per phase; asyncio.timeout bounds the whole attempt (a receiver
             # dribbling bytes must not hold the row past its lease).
             async with asyncio.timeout(self.settings.webhook_timeout_s):
-                resp = await self._http.post(d.url, content=body.encode(), headers=headers,
+                if addresses is None:
+                    resp = await self._http.post(d.url, content=body.encode(), headers=headers,
+                                                 timeout=self.settings.webhook_timeout_s)
+                else:  # connect only to a vetted address (no second DNS lookup: rebinding)
+                    resp = await post_pinned(d.url, addresses, content=body.encode(), headers=headers,
                                              timeout=self.settings.webhook_timeout_s)
+        except UnsafeURL as exc:
+            await self.store.delivery_give_up(d.id, DELIVERY_FAILED, str(exc))
+            return
         except (httpx.TimeoutException, TimeoutError):
             await self._failed(d, f"timed out after {self.settings.webhook_timeout_s:g} s", None, None)
             return
