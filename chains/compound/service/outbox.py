@@ -137,8 +137,16 @@ class OutboxWorker:
                 except asyncio.TimeoutError:
                     pass
         finally:
-            for task in list(self._in_flight):
+            # Shutting down: deliveries already on the wire get one attempt's time to finish, so
+            # their outcome is recorded instead of the receiver seeing the same webhook-id again
+            # after the restart. Whatever is still running then is cancelled (its row stays
+            # leased and is retried once the lease runs out: at least once either way).
+            if self._in_flight:
+                await asyncio.wait(set(self._in_flight), timeout=self.settings.webhook_timeout_s)
+            unfinished = list(self._in_flight)
+            for task in unfinished:
                 task.cancel()
+            await asyncio.gather(*unfinished, return_exceptions=True)
             if self._own_http and self._http is not None:
                 await self._http.aclose()
 
