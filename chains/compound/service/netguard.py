@@ -28,7 +28,13 @@ import httpx
 
 
 class UnsafeURL(ValueError):
-    pass
+    """The URL is refused by policy (scheme, credentials, non-public address): final."""
+
+
+class UnresolvableURL(UnsafeURL):
+    """The URL's host did not resolve. Maybe only for now (EAI_AGAIN, a receiver's DNS briefly
+    down, NXDOMAIN while a record is being fixed), so a delivery retries it on its schedule; a
+    job submission still answers 400 (an UnsafeURL), where the caller can fix a typo at once."""
 
 
 def _is_private(ip: ipaddress._BaseAddress) -> bool:
@@ -61,10 +67,10 @@ def check_webhook_url(url: str, allow_private: bool = False) -> Optional[list[st
     try:
         infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
     except socket.gaierror as exc:
-        raise UnsafeURL(f"webhook_url host {parts.hostname!r} does not resolve: {exc}") from exc
+        raise UnresolvableURL(f"webhook_url host {parts.hostname!r} does not resolve: {exc}") from exc
     addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
-        raise UnsafeURL(f"webhook_url host {parts.hostname!r} does not resolve: no addresses")
+        raise UnresolvableURL(f"webhook_url host {parts.hostname!r} does not resolve: no addresses")
     for text in addresses:
         ip = ipaddress.ip_address(text.split("%")[0])
         if _is_private(ip):

@@ -9,6 +9,8 @@
 - 410 Gone disables the endpoint: no further deliveries to that URL until a manual redeliver.
 - Runs as its own asyncio task with its own concurrency limit: a slow receiver never holds up
   chain workers, and many deliveries run in parallel.
+- A host that does not resolve (DNS briefly down, NXDOMAIN) is retried like a connection
+  error; only a URL refused by policy (scheme, credentials, non-public address) gives up at once.
 - SSRF: each attempt re-checks the URL (netguard.check_webhook_url) and, unless private
   webhooks are allowed, POSTs to one of the addresses that check vetted (netguard.post_pinned,
   with the original Host and TLS SNI), so a name that rebinds to an internal address between
@@ -33,7 +35,7 @@ from typing import Optional
 import httpx
 from standardwebhooks import Webhook
 
-from compound.service.netguard import UnsafeURL, check_webhook_url, post_pinned
+from compound.service.netguard import UnresolvableURL, UnsafeURL, check_webhook_url, post_pinned
 from compound.service.settings import Settings
 from compound.service.store.base import (
     DELIVERY_DISABLED, DELIVERY_FAILED, AsyncStore, Delivery,
@@ -169,7 +171,10 @@ class OutboxWorker:
             # None: private webhooks allowed, nothing vetted, deliver by name (local dev).
             addresses = await asyncio.to_thread(check_webhook_url, d.url,
                                                 self.settings.allow_private_webhooks)
-        except UnsafeURL as exc:
+        except UnresolvableURL as exc:  # DNS down or NXDOMAIN may be temporary: retry on schedule
+            await self._failed(d, str(exc), None, None)
+            return
+        except UnsafeURL as exc:  # refused by policy (scheme, credentials, private address): final
             await self.store.delivery_give_up(d.id, DELIVERY_FAILED, str(exc))
             return
         body = json.dumps(d.payload, separators=(",", ":"))
