@@ -240,6 +240,40 @@ def test_objects_without_additional_properties_are_closed_for_generation_only():
     assert generation_schema(combined) == combined  # closing allOf branches would contradict them
 
 
+_BASE = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+COMPOSED_SCHEMAS = {
+    "required_not_in_properties": {"type": "object", "properties": {"name": {"type": "string"}},
+                                   "required": ["name", "age"]},
+    "parent_with_anyof": {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"],
+                          "anyOf": [{"properties": {"b": {"type": "integer"}}, "required": ["b"]},
+                                    {"properties": {"c": {"type": "integer"}}, "required": ["c"]}]},
+    "ref_with_siblings": {"$defs": {"base": _BASE}, "$ref": "#/$defs/base",
+                          "properties": {"b": {"type": "integer"}}, "required": ["b"]},
+    "anyof_inside_allof": {"allOf": [{"properties": {"a": {"type": "integer"}}, "required": ["a"]},
+                                     {"anyOf": [{"properties": {"b": {"type": "integer"}}, "required": ["b"]}]}]},
+    "ref_in_anyof_branch": {"$defs": {"base": _BASE}, "anyOf": [
+        {"$ref": "#/$defs/base", "properties": {"b": {"type": "integer"}}, "required": ["b"]}]},
+}
+
+
+@pytest.mark.parametrize("name", list(COMPOSED_SCHEMAS))
+def test_closing_objects_never_makes_a_composed_schema_unsatisfiable(engine, name):
+    # each of these is satisfiable; closing the wrong object would make a key unsatisfiable (400)
+    schema = _unique(COMPOSED_SCHEMAS[name], name)
+    found, _ = engine.lookup(schema)
+    assert found.value is not None
+
+
+def test_a_closed_schema_the_compiler_rejects_falls_back_to_the_schema_as_given(monkeypatch):
+    from compound_models.jsongen import compilers
+
+    schema = COMPOSED_SCHEMAS["required_not_in_properties"]
+    # a closing rule that misses this case: the root closed although "age" is required
+    monkeypatch.setattr(compilers, "generation_schema", lambda s: {**s, "additionalProperties": False})
+    assert compilers.schema_for_generation(schema) is schema
+    compilers.semantic_check(schema)  # no SchemaRejected
+
+
 def test_open_object_schema_gets_only_its_declared_keys(engine):
     # no additionalProperties: JSON Schema allows any extra key, and the 135M model used to add
     # keys until the budget ran out (422). Generation closes the object; validation is unchanged.

@@ -78,6 +78,8 @@ COMMON: list[Case] = [
          why="JSON labelled as binary: it is not msgpack"),
     Case("wrong-content-type-form", b"input=hello&speed=1", "application/x-www-form-urlencoded",
          why="a form body where JSON is expected"),
+    Case("integer-over-4300-digits", b'{"input": "hi", "max_tokens": ' + b"9" * 5000 + b"}",
+         why="Python's json refuses ints over 4300 digits with a plain ValueError"),
 ]
 
 LLM: list[Case] = [
@@ -105,6 +107,8 @@ WHISPER: list[Case] = [
     Case("whisper-truncated-wav-header", _j({"audio": _b64(WAV[:20])}), why="WAV cut inside its header"),
     Case("whisper-bad-format", _j({"audio": _b64(WAV), "response_format": "docx"})),
     Case("whisper-bad-temperature", _j({"audio": _b64(WAV), "temperature": "warm"})),
+    Case("whisper-temperature-overflows-float", _j({"audio": _b64(WAV), "temperature": 10**400}),
+         why="float(10**400) raises OverflowError"),
     Case("whisper-url-file-scheme", _j({"url": "file:///etc/passwd"}), why="SSRF / local file read"),
     Case("whisper-url-metadata-ip", _j({"url": "http://169.254.169.254/latest/meta-data/"}),
          why="SSRF to the cloud metadata address"),
@@ -155,6 +159,9 @@ TTS: list[Case] = [
     Case("tts-bad-format", _j({"input": "hi", "response_format": "flac9"})),
     Case("tts-speed-huge", _j({"input": "hi", "speed": 1000})),
     Case("tts-speed-string", _j({"input": "hi", "speed": "fast"})),
+    Case("tts-speed-overflows-float", _j({"input": "hi", "speed": 10**400}),
+         why="math.isfinite(10**400) raises OverflowError"),
+    Case("tts-noise-overflows-float", _j({"input": "hi", "noise_scale": -10**400})),
     Case("tts-stream-string", _j({"input": "hi", "stream": "maybe"})),
     Case("tts-unknown-voice", _j({"input": "hi", "voice": "../../etc/passwd"}), why="path traversal as a voice"),
     Case("tts-control-chars-only", _j({"input": "\u0000\u0001\u0002\u200b\u200b\ufeff"}),

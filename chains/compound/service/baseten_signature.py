@@ -57,6 +57,8 @@ def parse_time(value: Union[str, int, float, None]) -> float:
         raise SignatureError(f"callback `time` must be a string or a number, not {type(value).__name__}")
     try:
         seconds = float(value)
+    except OverflowError as exc:  # an integer too large for a float
+        raise SignatureError("callback `time` is not a finite number") from exc
     except ValueError:
         pass
     else:

@@ -28,7 +28,7 @@ def parse_json_body(raw: bytes, *, max_depth: int = DEFAULT_MAX_DEPTH) -> Any:
         value = json.loads(text)
     except RecursionError as exc:
         raise InputError(f"request body is nested deeper than {max_depth} levels") from exc
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or an integer over Python's 4300-digit limit
         raise InputError(f"request body is not valid JSON: {exc}") from exc
     _check_structure(value, max_depth)
     return value

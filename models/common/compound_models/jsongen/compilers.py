@@ -36,11 +36,28 @@ class SchemaRejected(ValueError):
     """The compiler cannot produce a grammar for this schema (client error)."""
 
 
-def llguidance_grammar(schema: dict) -> str:
+def _grammar(schema: dict) -> str:
     try:
-        return llguidance.LLMatcher.grammar_from_json_schema(generation_schema(schema), overrides=_COMPACT)
+        return llguidance.LLMatcher.grammar_from_json_schema(schema, overrides=_COMPACT)
     except (ValueError, TypeError) as exc:
         raise SchemaRejected(f"schema rejected by the JSON compiler: {exc}") from exc
+
+
+def schema_for_generation(schema: dict) -> dict:
+    """`generation_schema(schema)` (open objects closed), or the schema as given when closing
+    would make it unsatisfiable for the compiler (a case generation_schema's rules missed)."""
+    closed = generation_schema(schema)
+    if closed == schema:
+        return schema
+    try:
+        rejected = llguidance.LLMatcher.validate_grammar_with_warnings(_grammar(closed))[0]
+    except SchemaRejected:
+        rejected = True
+    return schema if rejected else closed
+
+
+def llguidance_grammar(schema: dict) -> str:
+    return _grammar(schema_for_generation(schema))
 
 
 def semantic_check(schema: dict) -> None:
@@ -166,7 +183,7 @@ class OutlinesCoreCompiler:
 
         semantic_check(schema)
         try:
-            regex = build_regex_from_schema(json.dumps(generation_schema(schema)), "")
+            regex = build_regex_from_schema(json.dumps(schema_for_generation(schema)), "")
             index = Index(regex, self._vocabulary)
         except (ValueError, TypeError, RuntimeError) as exc:
             raise SchemaRejected(f"schema rejected by outlines_core: {exc}") from exc

@@ -65,11 +65,32 @@ def check_schema(schema: Any, limits: Limits, field: str = "schema") -> None:
 # Keywords whose values are one subschema, a map of subschemas, or a list of subschemas.
 _ONE = ("items", "additionalProperties", "contains", "propertyNames", "not", "if", "then", "else",
         "unevaluatedItems", "unevaluatedProperties")
-_MAP = ("properties", "patternProperties", "dependentSchemas", "$defs", "definitions")
-_LIST = ("anyOf", "oneOf", "prefixItems")
+_MAP = ("properties", "patternProperties", "dependentSchemas")
+_DEFS = ("$defs", "definitions")
+_BRANCHES = ("allOf", "anyOf", "oneOf")
 # An object that says any of these decides its own extra keys, or composes with siblings.
-_KEEP_OPEN = ("additionalProperties", "patternProperties", "unevaluatedProperties", "allOf",
-              "anyOf", "oneOf", "$ref", "if", "dependentSchemas")
+_KEEP_OPEN = ("additionalProperties", "patternProperties", "unevaluatedProperties", "$ref",
+              "if", "dependentSchemas", *_BRANCHES)
+
+
+def _composed_refs(schema: Any) -> set[str]:
+    """`$ref` targets that are combined with other keywords (siblings, or a branch of a
+    composition): closing those definitions would forbid the keys added next to them."""
+    found: set[str] = set()
+    stack: list[tuple[Any, bool]] = [(schema, False)]
+    while stack:
+        node, in_branch = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, in_branch) for item in node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        ref = node.get("$ref")
+        if isinstance(ref, str) and (in_branch or len(node) > 1):
+            found.add(ref)
+        for key, value in node.items():
+            stack.append((value, key in _BRANCHES))
+    return found
 
 
 def generation_schema(schema: dict) -> dict:
@@ -79,11 +100,15 @@ def generation_schema(schema: dict) -> dict:
     JSON Schema leaves such objects open, and a small model then keeps inventing keys until the
     token budget runs out. Closed objects are a subset of what the schema accepts (outputs are
     still validated against the client's own schema) and are what OpenAI's structured outputs
-    require too. An object opts out with an explicit `additionalProperties` (true or a schema)
-    or `patternProperties`. Branches of `allOf` (and, when the schema uses `allOf`, everything
-    under `$defs`) are left open: closing them would make combined objects unsatisfiable.
+    require too. Left open, because closing would forbid keys the schema allows elsewhere:
+    objects with an explicit `additionalProperties`/`patternProperties`; objects that compose
+    (`allOf`/`anyOf`/`oneOf`/`$ref`/`if`); `allOf` branches, and `anyOf`/`oneOf` branches
+    that combine with keywords beside them (alone they are alternatives and are closed); definitions
+    that a `$ref` combines with other keywords; objects whose `required` names keys missing
+    from `properties`. `llguidance_grammar` also falls back to the schema as given if the
+    closed one would be rejected.
     """
-    uses_all_of = "allOf" in canonical_json(schema)
+    composed = _composed_refs(schema)
 
     def close(node: Any, compose: bool = False) -> Any:
         if isinstance(node, list):
@@ -96,16 +121,24 @@ def generation_schema(schema: dict) -> dict:
                 out[key] = close(node[key])
         for key in _MAP:
             if isinstance(node.get(key), dict):
-                keep = compose or (uses_all_of and key in ("$defs", "definitions"))
-                out[key] = {name: close(sub, keep if key in ("$defs", "definitions") else False)
+                out[key] = {name: close(sub) for name, sub in node[key].items()}
+        for key in _DEFS:
+            if isinstance(node.get(key), dict):
+                out[key] = {name: close(sub, compose=f"#/{key}/{name}" in composed)
                             for name, sub in node[key].items()}
-        for key in _LIST:
+        # allOf branches always combine; anyOf/oneOf branches combine with what sits next to
+        # them (parent properties, a $ref, an enclosing allOf) — alone, they are alternatives.
+        with_siblings = compose or any(key in node for key in (
+            "properties", "required", "patternProperties", "additionalProperties", "$ref", "allOf"))
+        for key in _BRANCHES:
             if isinstance(node.get(key), list):
-                out[key] = [close(sub) for sub in node[key]]
-        if isinstance(node.get("allOf"), list):
-            out["allOf"] = [close(sub, compose=True) for sub in node["allOf"]]
-        if (isinstance(node.get("properties"), dict) and not compose
-                and not any(key in node for key in _KEEP_OPEN)):
+                branch_compose = key == "allOf" or with_siblings
+                out[key] = [close(sub, compose=branch_compose) for sub in node[key]]
+        properties = node.get("properties")
+        required = node.get("required") if isinstance(node.get("required"), list) else []
+        if (isinstance(properties, dict) and not compose
+                and not any(key in node for key in _KEEP_OPEN)
+                and all(name in properties for name in required)):
             out["additionalProperties"] = False
         return out
 

@@ -64,8 +64,8 @@ def parse_speech_request(body: Any, max_input_chars: int, default_format: str = 
         raise InputError(f"unsupported response_format {fmt!r}; supported: {', '.join(FORMATS)}",
                          field="response_format")
 
-    speed = body.get("speed", 1.0)
-    if isinstance(speed, bool) or not isinstance(speed, (int, float)) or not math.isfinite(speed):
+    speed = _finite(body.get("speed", 1.0))
+    if speed is None:
         raise InputError(f"'speed' must be a number between {MIN_SPEED} and {MAX_SPEED}", field="speed")
     if not MIN_SPEED <= speed <= MAX_SPEED:
         raise InputError(f"'speed' {speed} is out of range [{MIN_SPEED}, {MAX_SPEED}]", field="speed")
@@ -81,11 +81,23 @@ def parse_speech_request(body: Any, max_input_chars: int, default_format: str = 
     return SpeechRequest(text, voice, fmt.lower(), float(speed), stream, speaker=speaker, **noise)
 
 
-def _noise(body: dict, name: str) -> Optional[float]:
-    value = body.get(name)
-    if value is None:
+def _finite(value: Any) -> Optional[float]:
+    """`value` as a float when it is a finite JSON number (not a bool), else None. A huge JSON
+    integer (10**400) is not representable: None, not an OverflowError (a 500)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _noise(body: dict, name: str) -> Optional[float]:
+    if body.get(name) is None:
+        return None
+    value = _finite(body[name])
+    if value is None:
         raise InputError(f"'{name}' must be a number between 0 and {MAX_NOISE_SCALE}", field=name)
     if not 0 <= value <= MAX_NOISE_SCALE:
         raise InputError(f"'{name}' {value} is out of range [0, {MAX_NOISE_SCALE}]", field=name)

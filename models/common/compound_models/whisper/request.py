@@ -113,7 +113,7 @@ def _options(body: Mapping[str, Any]) -> TranscriptionRequest:
     temperature = body.get("temperature", 0.0)
     try:
         request.temperature = float(temperature if temperature not in (None, "") else 0.0)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InputError("must be a number", field="temperature") from exc
     if not 0.0 <= request.temperature <= 1.0:
         raise InputError("must be between 0 and 1", field="temperature")
