@@ -5,8 +5,10 @@ Each process runs `settings.job_workers` worker loops. A worker:
    kill -9, OOM, lost replica): stalled-lease recovery;
 2. runs it through the executor with a DurableJournal, so steps finished before a crash are
    replayed from the store, not re-executed;
-3. renews the lease every lease/3 while it runs; if renewal fails (someone else owns the job
-   now) it abandons the run without writing a result;
+3. renews the lease every lease/3 while it runs; if renewal is refused (someone else owns the
+   job now) it abandons the run without writing a result. A renewal that errors (the store
+   briefly unavailable) is retried while the lease lasts; only a lease that really ran out
+   abandons the run;
 4. honours cancel requests (flag in the store, checked with each renewal);
 5. finishes the job and inserts the webhook outbox row in ONE transaction, then wakes the
    outbox worker (delivery happens there, never in this loop).
@@ -18,6 +20,7 @@ import json
 import logging
 import os
 import socket
+import time
 import uuid
 from datetime import datetime, timezone
 from typing import Callable, Optional
@@ -173,16 +176,42 @@ class JobRunner:
         self._active[job.id] = cancel
         run = asyncio.create_task(run_chain(chain, job.inputs, journal, ctx))
         lost_lease = False
+        lease_s = self.settings.job_lease_s
+        # Wall clock, like the stored lease: until then no other worker can claim the job.
+        lease_until = job.lease_expires_at if job.lease_expires_at is not None else time.time() + lease_s
+        wait_s = lease_s / 3
         try:
             while not run.done():
-                done, _ = await asyncio.wait({run}, timeout=self.settings.job_lease_s / 3)
+                done, _ = await asyncio.wait({run}, timeout=wait_s)
                 if done:
                     break
-                if not await self.store.renew_lease(job.id, self.worker_id, self.settings.job_lease_s):
+                wait_s = lease_s / 3
+                asked_at = time.time()
+                try:
+                    renewed = await self.store.renew_lease(job.id, self.worker_id, lease_s)
+                except Exception as exc:
+                    # A store blip is not a lost lease: keep running and retry (sooner) while
+                    # the lease we hold lasts; give up only once it has really run out.
+                    if time.time() >= lease_until:
+                        log.warning("jobs: could not renew the lease on %s before it ran out (%r); "
+                                    "abandoning this run", job.id, exc)
+                        lost_lease = True
+                        run.cancel()
+                        break
+                    log.warning("jobs: renewing the lease on %s failed (%r); retrying, %.1f s of lease left",
+                                job.id, exc, lease_until - time.time())
+                    wait_s = max(0.05, min(lease_s / 10, lease_until - time.time()))
+                    continue
+                if not renewed:
                     lost_lease = True
                     run.cancel()
                     break
-                current = await self.store.get_job(job.id)
+                lease_until = asked_at + lease_s
+                try:
+                    current = await self.store.get_job(job.id)
+                except Exception as exc:  # the cancel check waits for the next renewal
+                    log.warning("jobs: checking %s for a cancel request failed (%r)", job.id, exc)
+                    continue
                 if current is not None and current.cancel_requested:
                     cancel.set()
         finally:
