@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import re
 import socket
 import threading
 import time
@@ -161,3 +162,29 @@ def test_unresolvable_host_at_submission_is_still_an_unsafe_url(monkeypatch):
     _fake_network(monkeypatch, {"typo.test": [socket.gaierror(socket.EAI_NONAME, "Name or service not known")]})
     with pytest.raises(UnsafeURL, match="does not resolve"):
         check_webhook_url("https://typo.test/hook")
+
+
+# -- the address policy --------------------------------------------------------------------
+# Not `is_global`, or an IPv6 address that carries a non-public IPv4 one: carrier-grade NAT
+# (Alibaba's metadata 100.100.100.200), 6to4 of 169.254.169.254, IPv4-mapped 10.0.0.1, NAT64 of
+# the metadata address, Teredo, IPv4-compatible, 0.0.0.0, IETF protocol assignments, benchmarking.
+NON_PUBLIC = ["100.100.100.200", "100.64.0.1", "2002:a9fe:a9fe::", "2002:a00:1::", "::ffff:10.0.0.1",
+              "::ffff:127.0.0.1", "64:ff9b::a9fe:a9fe", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+              "2001::1", "::a9fe:a9fe", "0.0.0.0", "192.0.0.1", "198.18.0.1", "2001:db8::1",
+              "fc00::1", "ff02::1"]
+PUBLIC = ["93.184.216.34", "2606:4700::1111", "2002:5db8:d822::", "::ffff:93.184.216.34"]
+
+
+@pytest.mark.parametrize("address", NON_PUBLIC)
+def test_non_global_addresses_refused(monkeypatch, address):
+    _fake_network(monkeypatch, {"hook.test": [["93.184.216.34", address]]})
+    with pytest.raises(UnsafeURL, match=re.escape(f"non-public address {ipaddress.ip_address(address)};")):
+        check_webhook_url("https://hook.test/x")
+    [call] = _attempt("https://hook.test/x")  # and at delivery: a final give-up
+    assert call[:2] == ("give_up", DELIVERY_FAILED) and "non-public address" in call[2]
+
+
+@pytest.mark.parametrize("address", PUBLIC)
+def test_public_addresses_pass(monkeypatch, address):
+    _fake_network(monkeypatch, {"hook.test": [[address]]})
+    assert check_webhook_url("https://hook.test/x") == [address]

@@ -145,6 +145,32 @@ def test_private_urls_refused(url):
     assert err.field == "url" and err.status_code == 403 and "non-public address" in err.message
 
 
+# Not `is_global`, or an IPv6 address that carries a non-public IPv4 one: carrier-grade NAT
+# (Alibaba's metadata 100.100.100.200), 6to4 of 169.254.169.254, IPv4-mapped 10.0.0.1, NAT64 of
+# the metadata address, Teredo, IPv4-compatible, 0.0.0.0, IETF protocol assignments, benchmarking.
+NON_PUBLIC = ["100.100.100.200", "100.64.0.1", "2002:a9fe:a9fe::", "2002:a00:1::", "::ffff:10.0.0.1",
+              "::ffff:127.0.0.1", "64:ff9b::a9fe:a9fe", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+              "2001::1", "::a9fe:a9fe", "0.0.0.0", "192.0.0.1", "198.18.0.1", "2001:db8::1",
+              "fc00::1", "ff02::1"]
+PUBLIC = ["93.184.216.34", "2606:4700::1111", "2002:5db8:d822::", "::ffff:93.184.216.34"]
+
+
+def _literal_url(address: str) -> str:
+    return f"http://[{address}]/a.wav" if ":" in address else f"http://{address}/a.wav"
+
+
+@pytest.mark.parametrize("address", NON_PUBLIC)
+def test_non_global_addresses_refused(address):
+    err = _error(check_url, _literal_url(address), allow_private=False)
+    assert err.status_code == 403 and "non-public address" in err.message
+    check_url(_literal_url(address), allow_private=True)  # allowed when configured
+
+
+@pytest.mark.parametrize("address", PUBLIC)
+def test_public_addresses_pass(address):
+    assert check_url(_literal_url(address), allow_private=False) == [address]
+
+
 @pytest.mark.parametrize("url", ["file:///etc/passwd", "ftp://example.com/a.wav", "gopher://x"])
 def test_non_http_schemes_refused(url):
     assert "only http(s)" in _error(check_url, url, allow_private=False).message

@@ -37,11 +37,27 @@ class UnresolvableURL(UnsafeURL):
     job submission still answers 400 (an UnsafeURL), where the caller can fix a typo at once."""
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: an IPv4 address inside
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (and ::, ::1)
+
+
 def _is_private(ip: ipaddress._BaseAddress) -> bool:
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_multicast
-            or ip.is_reserved or ip.is_unspecified)
+    """True unless `ip` is a globally routable unicast address. Refuses everything that is not
+    `is_global` (private, loopback, link-local, carrier-grade NAT 100.64.0.0/10 where cloud
+    metadata such as 100.100.100.200 lives, benchmarking, documentation, 0.0.0.0, ...), and
+    IPv6 forms that carry an IPv4 address (IPv4-mapped, 6to4 2002::/16, NAT64 64:ff9b::/96)
+    unless that IPv4 address is public. Teredo (2001::/32) and IPv4-compatible (::/96)
+    addresses are refused outright."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.teredo is not None or ip in _IPV4_COMPATIBLE:
+            return True
+        embedded = ip.ipv4_mapped or ip.sixtofour
+        if embedded is None and ip in _NAT64:
+            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if embedded is not None:  # the packets end up at that IPv4 address: judge it
+            ip = embedded
+    return (not ip.is_global or ip.is_private or ip.is_loopback or ip.is_link_local
+            or ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
 def check_webhook_url(url: str, allow_private: bool = False) -> Optional[list[str]]:

@@ -1,10 +1,10 @@
 """Download audio from an http(s) URL with SSRF protection and size/time caps.
 
 Every hop (the URL and each redirect target) is checked: its hostname is resolved once and
-every resolved address must be public (`ipaddress`: not private, loopback, link-local,
-multicast, reserved or unspecified) unless `allow_private` is set or the host is in
-`allowed_hosts`. Redirects are followed by hand so a public URL cannot bounce the server onto
-an internal one.
+every resolved address must be public (`ipaddress.is_global` and not multicast; an IPv4
+address inside an IPv6 one, IPv4-mapped, 6to4 or NAT64, must be public too; Teredo is
+refused) unless `allow_private` is set or the host is in `allowed_hosts`. Redirects are
+followed by hand so a public URL cannot bounce the server onto an internal one.
 
 DNS rebinding (a name that answers a public address to the check and an internal one to the
 connect) is prevented by pinning: the connection goes to exactly one of the addresses that
@@ -69,12 +69,27 @@ def check_url(url: str, *, allow_private: bool, allowed_hosts: tuple[str, ...] =
     return addresses
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: an IPv4 address inside
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (and ::, ::1)
+
+
 def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
-    return (address.is_private or address.is_loopback or address.is_link_local
-            or address.is_multicast or address.is_reserved or address.is_unspecified)
+    """True unless `address` is a globally routable unicast address. Refuses everything that
+    is not `is_global` (private, loopback, link-local, carrier-grade NAT 100.64.0.0/10 where
+    cloud metadata such as 100.100.100.200 lives, 0.0.0.0, ...), and IPv6 forms that carry an
+    IPv4 address (IPv4-mapped, 6to4 2002::/16, NAT64 64:ff9b::/96) unless that IPv4 address
+    is public. Teredo (2001::/32) and IPv4-compatible (::/96) addresses are refused outright."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.teredo is not None or address in _IPV4_COMPATIBLE:
+            return True
+        embedded = address.ipv4_mapped or address.sixtofour
+        if embedded is None and address in _NAT64:
+            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if embedded is not None:  # the packets end up at that IPv4 address: judge it
+            address = embedded
+    return (not address.is_global or address.is_private or address.is_loopback
+            or address.is_link_local or address.is_multicast or address.is_reserved
+            or address.is_unspecified)
 
 
 def fetch_audio(url: str, *, max_bytes: int, timeout_s: float, allow_private: bool,
