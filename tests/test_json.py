@@ -350,6 +350,17 @@ def test_sampling_chain_never_picks_a_disallowed_token():
     assert {_sample(logits, 1.0, rng) for _ in range(100)} == {3}
 
 
+def test_budget_cut_by_the_context_window_says_so(json_model, engine):
+    window = engine.llama.n_ctx()
+    text = "Table for four under the name Alice. " + "hello " * (window - 60)
+    n = len(engine.prompt_tokens(JsonRequest(schema={}, messages=[{"role": "user", "content": text}])))
+    text += "hello " * (window - 8 - n)  # leave ~8 tokens of room: the booking object needs ~26
+    schema = _config()["model_metadata"]["schemas"]["booking"]
+    status, body = _predict_status(json_model, {"schema": schema, "prompt": text, "max_tokens": 200})
+    assert status == 422, body
+    assert "context window left after the prompt" in body["error"] and "shorten the prompt" in body["error"]
+
+
 def test_outlines_core_backend_is_configurable(engine):
     other = JsonEngine(Settings(backend="outlines_core"), llama=engine.llama)
     other.load()

@@ -141,7 +141,9 @@ class JsonEngine:
             else:
                 text, finish_reason, usage = self._decode_with_processor(req, found.value, max_tokens)
         generate_ms = (time.perf_counter() - started) * 1e3
-        output = self._checked_output(text, req.schema, finish_reason, usage["completion_tokens"], max_tokens)
+        room = self._llama.n_ctx() - usage["prompt_tokens"]
+        output = self._checked_output(text, req.schema, finish_reason, usage["completion_tokens"], max_tokens,
+                                      context_room=room)
         return JsonResult(output=output, text=text, finish_reason=finish_reason, usage=usage,
                           cache_hit=found.hit, compile_ms=found.compile_ms, generate_ms=generate_ms,
                           schema_hash=key, backend=self.compiler.name)
@@ -194,23 +196,31 @@ class JsonEngine:
         return text, completion["choices"][0]["finish_reason"], dict(completion["usage"])
 
     @staticmethod
-    def _checked_output(text: str, schema: dict, finish_reason: str, n_tokens: int, max_tokens: int) -> Any:
+    def _checked_output(text: str, schema: dict, finish_reason: str, n_tokens: int, max_tokens: int,
+                        context_room: Optional[int] = None) -> Any:
+        """The parsed, validated value; a 422 naming why otherwise. `context_room`: the tokens
+        the context window left after the prompt, when that (not max_tokens) was the limit."""
         truncated = finish_reason == "length"
+        if context_room is not None and context_room < max_tokens:
+            limit, advice = f"the {context_room} tokens the context window left after the prompt", \
+                "shorten the prompt"
+        else:
+            limit, advice = f"max_tokens={max_tokens}", "raise max_tokens"
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
             if truncated:
                 raise InputError(
                     f"truncated at {n_tokens} tokens: the JSON value did not close within "
-                    f"max_tokens={max_tokens}; raise max_tokens", "max_tokens", status_code=422) from exc
+                    f"{limit}; {advice}", "max_tokens", status_code=422) from exc
             raise InputError(f"model output is not valid JSON ({exc.msg}); no body returned",
                              status_code=422) from exc
         problem = validation_error(value, schema)
         if problem is not None:
             if truncated:
                 raise InputError(
-                    f"truncated at {n_tokens} tokens: the value ended before it satisfied the schema "
-                    f"({problem}); raise max_tokens", "max_tokens", status_code=422)
+                    f"truncated at {n_tokens} tokens ({limit}): the value ended before it satisfied "
+                    f"the schema ({problem}); {advice}", "max_tokens", status_code=422)
             raise InputError(f"model output failed schema validation {problem}; no body returned",
                              status_code=422)
         return value
