@@ -10,7 +10,7 @@ import time
 import httpx
 import pytest
 
-from chain_service.fakes import FakeNode, WebhookReceiver, wait_for
+from http_fakes import StepNode, WebhookReceiver, wait_for
 from chain_service.service import API_KEY, BASETEN_SECRET, WEBHOOK_SECRET, ServiceProcess
 from compound.service import baseten_signature
 from compound.service.netguard import UnsafeURL, check_webhook_url
@@ -21,7 +21,7 @@ MAX_BODY = 64 * 1024
 
 @pytest.fixture(scope="module")
 def node():
-    n = FakeNode(baseten_secret=BASETEN_SECRET).start()
+    n = StepNode(baseten_secret=BASETEN_SECRET).start()
     yield n
     n.stop()
 
@@ -124,7 +124,7 @@ def test_netguard_refuses_private_webhooks_unless_allowed():
 # -- sync run -----------------------------------------------------------------------------
 
 def test_sync_run_outputs_and_trace(client, node):
-    before = node.calls["first"]
+    before = node.runs["first"]
     r = client.post("/v1/chains/fake_two_step/run", json={"inputs": {"text": "hello", "fail_first": 1}})
     assert r.status_code == 200, r.text
     body = r.json()
@@ -134,7 +134,7 @@ def test_sync_run_outputs_and_trace(client, node):
     assert trace["first"]["attempts"] == 2  # first call 503, retried
     assert trace["second"]["attempts"] == 1
     assert all(t["status"] == "succeeded" and t["ended_at"] >= t["started_at"] > 0 for t in trace.values())
-    assert node.calls["first"] == before + 2
+    assert node.runs["first"] == before + 2
 
 
 def test_sync_run_node_failure_is_502_with_trace(client):
@@ -173,10 +173,10 @@ def test_async_job_webhook_is_signed_and_verified(client, receiver):
     assert {t["name"] for t in job["trace"]} == {"first", "second"}
     wait_for(lambda: receiver.successes(), 10, "webhook")
     req = receiver.requests[0]
-    assert req["verified"], req["payload"]
-    assert req["headers"]["webhook-id"] == webhook_id_for(job_id)
-    assert req["payload"]["type"] == "job.succeeded"
-    assert req["payload"]["data"]["outputs"]["first"] == "ASYNC"
+    assert req.verified, req.payload
+    assert req.headers["webhook-id"] == webhook_id_for(job_id)
+    assert req.payload["type"] == "job.succeeded"
+    assert req.payload["data"]["outputs"]["first"] == "ASYNC"
     hooks = wait_for(lambda: (j := client.get(f"/v1/jobs/{job_id}").json())["webhook"][0]["status"] == "delivered"
                      and j["webhook"], 5, "delivery recorded")
     assert hooks[0]["webhook_id"] == webhook_id_for(job_id)
@@ -210,11 +210,11 @@ def test_webhook_retried_on_5xx_and_429_honouring_retry_after(client):
                         json={"inputs": {"text": "retry"}, "webhook_url": rec.url + "/hook"})
         job_id = r.json()["job_id"]
         wait_for(lambda: rec.successes(), 20, "webhook success after retries")
-        assert [q["status"] for q in rec.requests] == [500, 429, 200]
-        assert all(q["verified"] for q in rec.requests)
-        assert {q["headers"]["webhook-id"] for q in rec.requests} == {webhook_id_for(job_id)}
+        assert [q.status for q in rec.requests] == [500, 429, 200]
+        assert all(q.verified for q in rec.requests)
+        assert {q.headers["webhook-id"] for q in rec.requests} == {webhook_id_for(job_id)}
         # Retry-After: 2 was honoured (the schedule alone would retry after ~0.6 s).
-        assert rec.requests[2]["at"] - rec.requests[1]["at"] >= 1.9
+        assert rec.requests[2].at - rec.requests[1].at >= 1.9
     finally:
         rec.stop()
 
@@ -229,7 +229,7 @@ def test_webhook_slow_receiver_times_out_then_succeeds(client):
                          and j["webhook"][0]["status"] == "delivered" and j["webhook"], 20, "delivered")
         assert hooks[0]["attempts"] >= 2
         wait_for(lambda: len(rec.requests) >= 2, 5, "both requests recorded")
-        assert {q["headers"]["webhook-id"] for q in rec.requests} == {webhook_id_for(job_id)}
+        assert {q.headers["webhook-id"] for q in rec.requests} == {webhook_id_for(job_id)}
     finally:
         rec.stop()
 
@@ -247,7 +247,7 @@ def test_webhook_receiver_down_then_back(client):
     rec.start()
     try:
         wait_for(lambda: rec.successes(), 15, "delivery once the receiver is back")
-        assert rec.requests[0]["verified"] and rec.requests[0]["headers"]["webhook-id"] == webhook_id_for(job_id)
+        assert rec.requests[0].verified and rec.requests[0].headers["webhook-id"] == webhook_id_for(job_id)
     finally:
         rec.stop()
 
@@ -270,7 +270,7 @@ def test_410_disables_endpoint_and_redeliver_reenables(client):
         r = client.post(f"/v1/jobs/{job_id}/redeliver")
         assert r.status_code == 202 and r.json()["webhook_id"] == webhook_id_for(job_id)
         wait_for(lambda: rec.successes(), 10, "redelivery")
-        assert rec.successes()[0]["headers"]["webhook-id"] == webhook_id_for(job_id)
+        assert rec.successes()[0].headers["webhook-id"] == webhook_id_for(job_id)
     finally:
         rec.stop()
 
@@ -290,7 +290,7 @@ def test_cancel_running_job(client, receiver, node):
         second_held.set()  # later tests' "second" steps run freely
     assert job["status"] == "canceled"
     wait_for(lambda: receiver.successes(), 10, "cancel webhook")
-    assert receiver.requests[0]["payload"]["type"] == "job.canceled"
+    assert receiver.requests[0].payload["type"] == "job.canceled"
     assert client.post(f"/v1/jobs/{job_id}/cancel").status_code == 409
     assert client.get("/v1/jobs/job_nope").status_code == 404
 

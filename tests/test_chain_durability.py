@@ -7,7 +7,7 @@ import pytest
 
 from chain_service import pg
 from chain_service.pg import store_url  # noqa: F401, F811 (a fixture: both stores)
-from chain_service.fakes import FakeNode, WebhookReceiver, wait_for
+from http_fakes import StepNode, WebhookReceiver, wait_for
 from chain_service.service import BASETEN_SECRET, WEBHOOK_SECRET, ServiceProcess
 from compound.service.store import open_store, webhook_id_for
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.fault
 
 @pytest.fixture
 def node():
-    n = FakeNode(baseten_secret=BASETEN_SECRET).start()
+    n = StepNode(baseten_secret=BASETEN_SECRET).start()
     yield n
     n.stop()
 
@@ -59,12 +59,12 @@ def test_kill9_mid_run_resumes_from_last_finished_step(store_url, node, receiver
                        "job to finish after restart")
         assert job["attempts"] == 2  # claimed again: the dead worker's run counts as interrupted
         assert job["outputs"] == {"first": "DURABLE", "second": "DURABLE", "first_call": 1}
-        assert node.calls["first"] == 1  # the finished step was replayed from the store, not re-run
+        assert node.runs["first"] == 1  # the finished step was replayed from the store, not re-run
         assert node.started["second"] == 2  # the unfinished one ran again
         wait_for(lambda: receiver.successes(), 15, "webhook")
         wait_for(lambda: _job(restarted, job_id)["webhook"][0]["status"] == "delivered", 10, "delivery recorded")
-        assert all(r["verified"] for r in receiver.requests)
-        assert {r["headers"]["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
+        assert all(r.verified for r in receiver.requests)
+        assert {r.headers["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
         assert len(receiver.successes()) == 1
     finally:
         svc.stop()
@@ -88,7 +88,7 @@ def test_restart_after_kill9_resumes_at_once_not_at_lease_expiry(store_url, node
         # 60 s budget < the 120 s lease: finishing at all proves the lease was not waited out
         job = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 60,
                        "job to resume before the lease runs out")
-        assert job["attempts"] == 2 and node.calls["first"] == 1 and node.started["second"] == 2
+        assert job["attempts"] == 2 and node.runs["first"] == 1 and node.started["second"] == 2
         assert "is gone; resuming it now" in restarted.log()
     finally:
         svc.stop()
@@ -115,9 +115,9 @@ def test_kill9_while_waiting_for_async_callback_does_not_resubmit(store_url, nod
         job = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 60,
                        "job to finish after restart")
         assert job["outputs"]["second"] == "CB"
-        assert node.async_submits["second"] == 1 and node.calls["first"] == 1
+        assert node.async_submits["second"] == 1 and node.runs["first"] == 1
         wait_for(lambda: receiver.successes(), 15, "webhook")
-        assert {r["headers"]["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
+        assert {r.headers["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
     finally:
         svc.stop()
         if restarted:
@@ -137,10 +137,10 @@ def test_kill9_with_undelivered_webhook_keeps_webhook_id(store_url, node, receiv
         receiver.start()
         restarted = ServiceProcess(store_url, tmp_path / "svc2.log", node.url).start()
         wait_for(lambda: receiver.successes(), 20, "webhook after restart")
-        assert {r["headers"]["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
-        assert all(r["verified"] for r in receiver.requests)
-        assert receiver.requests[0]["payload"]["data"]["outputs"]["first"] == "OUTBOX"
-        assert node.calls["first"] == 1 and node.calls["second"] == 1  # nothing re-run
+        assert {r.headers["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
+        assert all(r.verified for r in receiver.requests)
+        assert receiver.requests[0].payload["data"]["outputs"]["first"] == "OUTBOX"
+        assert node.runs["first"] == 1 and node.runs["second"] == 1  # nothing re-run
     finally:
         svc.stop()
         if restarted:
@@ -171,9 +171,9 @@ def test_postgres_replica_takes_over_stalled_lease(node, receiver, tmp_path):
         second_held.set()
         job = wait_for(lambda: (j := _job(survivor, job_id))["status"] == "succeeded" and j, 60,
                        "survivor to finish the job")
-        assert job["attempts"] == 2 and node.calls["first"] == 1
+        assert job["attempts"] == 2 and node.runs["first"] == 1
         wait_for(lambda: receiver.successes(), 15, "webhook")
-        assert {r["headers"]["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
+        assert {r.headers["webhook-id"] for r in receiver.requests} == {webhook_id_for(job_id)}
     finally:
         a.stop()
         b.stop()
@@ -201,7 +201,7 @@ def test_sigterm_hands_running_job_back_for_immediate_resume(node, receiver, tmp
                                    extra_env={"COMPOUND_JOB_LEASE_S": "600"}).start()
         done = wait_for(lambda: (j := _job(restarted, job_id))["status"] == "succeeded" and j, 60, "resumed job")
         # resumed without re-running "first"; the graceful hand-back did not count as an attempt
-        assert done["attempts"] == 1 and node.calls["first"] == 1
+        assert done["attempts"] == 1 and node.runs["first"] == 1
     finally:
         svc.stop()
         if restarted:

@@ -7,8 +7,7 @@ import threading
 import pytest
 from pydantic import BaseModel
 
-from chain_fakes import (CallbackReceiver, Chunks, FakeNode, Raw, Sleep, Status,
-                         free_closed_port_url)
+from http_fakes import Chunks, FakeNode, Raw, Sleep, Status, WebhookReceiver, free_closed_port_url
 from compound.service.callbacks import CallbackRegistry
 from compound.service.endpoints import NodeEndpoints
 from compound.service.executor import (ChainFailed, ChainInputError, InMemoryJournal, RunContext,
@@ -198,9 +197,14 @@ async def test_journal_replay_skips_finished_steps():
     assert set(journal.finished_steps()) == {"a", "double"}
 
 
+def callback_receiver(registry: CallbackRegistry) -> WebhookReceiver:
+    """Stands in for the chain service's /v1/callbacks/baseten: resolves the registry."""
+    return WebhookReceiver(on_payload=lambda body: registry.resolve(body["request_id"], body))
+
+
 async def test_async_mode_goes_through_async_predict_and_webhook():
     registry = CallbackRegistry()
-    with FakeNode(lambda body, n: Sleep(0.2, {"value": body["x"] * 3})) as m, CallbackReceiver(registry) as cb:
+    with FakeNode(lambda body, n: Sleep(0.2, {"value": body["x"] * 3})) as m, callback_receiver(registry) as cb:
         chain = one_node_chain(mode="async")
         ctx = ctx_for({"m": m.url}, callback_url=cb.url, registry=registry)
         journal = InMemoryJournal(registry)
@@ -210,12 +214,12 @@ async def test_async_mode_goes_through_async_predict_and_webhook():
     assert len(m.async_calls) == 1
     assert m.async_calls[0]["webhook_endpoint"] == cb.url
     assert m.async_calls[0]["model_input"] == {"x": 4, "node": "a"}
-    assert cb.bodies[0]["request_id"] and journal.pending() == {}
+    assert cb.requests[0].payload["request_id"] and journal.pending() == {}
 
 
 async def test_async_mode_model_error_is_retried_and_reported():
     registry = CallbackRegistry()
-    with FakeNode(lambda body, n: Status(500, "boom")) as m, CallbackReceiver(registry) as cb:
+    with FakeNode(lambda body, n: Status(500, "boom")) as m, callback_receiver(registry) as cb:
         ctx = ctx_for({"m": m.url}, callback_url=cb.url, registry=registry)
         result = await run(one_node_chain(mode="async"), ctx, journal=InMemoryJournal(registry))
     assert result.status == "failed"

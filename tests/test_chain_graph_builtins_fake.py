@@ -12,7 +12,7 @@ import threading
 
 import pytest
 
-from chain_fakes import Chunks, FakeNode, Raw, Sleep, Status
+from http_fakes import Chunks, FakeNode, Raw, Sleep, Status
 from compound.service.callbacks import CallbackRegistry
 from compound.service.chains import BUILTIN_CHAINS, UnknownChain, get_chain
 from compound.service.chains.checks import Check, evaluate

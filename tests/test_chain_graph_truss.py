@@ -13,7 +13,7 @@ import yaml
 from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
 
-from chain_fakes import Chunks, FakeNode, Status
+from http_fakes import Chunks, FakeNode, Status
 from compound.paths import REPO_ROOT
 
 CHAIN_TRUSS = REPO_ROOT / "chains" / "chain_truss"

@@ -5,7 +5,7 @@ allowed, so the pinned path (netguard.check_webhook_url -> netguard.post_pinned)
 Name resolution is faked by patching socket.getaddrinfo (what netguard and asyncio's resolver
 call) and every connect goes through a patched httpcore backend that refuses anything but
 127.0.0.0/8, so nothing leaves the machine. The receivers are real local servers (the
-Standard Webhooks verifying one from chain_service.fakes)."""
+Standard Webhooks verifying one from http_fakes)."""
 from __future__ import annotations
 
 import asyncio
@@ -22,7 +22,7 @@ from typing import Optional
 import httpcore
 import httpx
 import pytest
-from chain_service.fakes import WebhookReceiver
+from http_fakes import WebhookReceiver
 from compound.service import netguard
 from compound.service.netguard import UnsafeURL, check_webhook_url
 from compound.service.outbox import OutboxWorker, generate_secret
@@ -145,9 +145,9 @@ def test_pinned_delivery_sends_host_header_and_tries_next_address(monkeypatch, r
     assert calls == [("succeeded", 200)]
     assert dialled == ["10.255.0.1", "::1", "127.0.0.1"]  # resolver order; IPv6 fine in a URL
     [req] = receiver.requests
-    assert req["verified"] and req["headers"]["webhook-id"] == "msg_pinning_test"
-    assert req["headers"]["host"] == f"hook.test:{receiver.port}"
-    assert req["payload"] == {"job_id": "job-1", "status": "succeeded"}
+    assert req.verified and req.headers["webhook-id"] == "msg_pinning_test"
+    assert req.headers["host"] == f"hook.test:{receiver.port}"
+    assert req.payload == {"job_id": "job-1", "status": "succeeded"}
 
 
 def _self_signed(name: str) -> tuple[bytes, bytes]:
@@ -195,8 +195,8 @@ def test_pinned_https_delivery_uses_the_name_for_sni_and_certificate(monkeypatch
         _fake_network(monkeypatch, {"hook.test": [["127.0.0.1"]], "other.test": [["127.0.0.1"]]})
         assert _deliver_once(f"https://hook.test:{port}/hook") == [("succeeded", 200)]
         assert sni == ["hook.test"]  # SNI is the name, though the socket dialled 127.0.0.1
-        assert [r["headers"]["host"] for r in rec.requests] == [f"hook.test:{port}"]
-        assert rec.requests[0]["verified"]
+        assert [r.headers["host"] for r in rec.requests] == [f"hook.test:{port}"]
+        assert rec.requests[0].verified
         # the certificate is checked against the URL's name: another name at the same IP fails
         [call] = _deliver_once(f"https://other.test:{port}/hook")
         assert call[:2] == ("give_up", DELIVERY_FAILED) and "CERTIFICATE_VERIFY_FAILED" in call[2]

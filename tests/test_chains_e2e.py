@@ -11,7 +11,7 @@ import pytest
 from standardwebhooks.webhooks import Webhook
 
 from conftest import TEST_CHAIN_WEBHOOK_SECRET
-from receiver import WebhookReceiver
+from http_fakes import WebhookReceiver
 from speech import synthesize_wav, to_mp3
 
 # Short enough for Baseten's 256 KiB async_predict input limit once base64-encoded.
@@ -64,7 +64,7 @@ def test_sync_run_against_the_real_stack(chain_client, chain):
 def test_async_job_against_the_real_stack_delivers_a_verified_webhook(chain_client, chain):
     with WebhookReceiver() as receiver:
         response = chain_client.post(f"/v1/chains/{chain}/async",
-                                     json={"inputs": _inputs(chain), "webhook_url": receiver.url})
+                                     json={"inputs": _inputs(chain), "webhook_url": receiver.url + "/hook"})
         assert response.status_code == 202, response.text
         job_id = response.json()["job_id"]
         [hook] = receiver.wait_for(1, timeout_s=300)

@@ -15,7 +15,7 @@ import pytest
 
 from compound.runtime.supervisor import Stack, StackError, find_free_port_base, port_is_free
 from compound.services import Service, UnknownService, resolve
-from receiver import WebhookReceiver
+from http_fakes import WebhookReceiver
 
 ECHO_DIR = Path(__file__).parent / "trusses" / "echo"
 SECRET = "runtime-test-secret"
@@ -116,7 +116,7 @@ def _verify_baseten_signature(secret: str, body: bytes, header: str) -> bool:
 def test_async_predict_delivers_signed_webhook(echo_url):
     with WebhookReceiver() as receiver:
         response = httpx.post(echo_url + "/async_predict", json={
-            "model_input": {"n": 7}, "webhook_endpoint": receiver.url})
+            "model_input": {"n": 7}, "webhook_endpoint": receiver.url + "/hook"})
         assert response.status_code == 201
         request_id = response.json()["request_id"]
         [hook] = receiver.wait_for(1)
@@ -159,7 +159,7 @@ def test_async_request_queued_past_its_max_time_expires_with_a_webhook(echo_url)
                           json={"model_input": {"sleep_s": 12, "key": "blocker"}}).json()["request_id"]
         late = httpx.post(echo_url + "/async_predict", json={
             "model_input": {"key": "expires"}, "max_time_in_queue_seconds": 10,
-            "webhook_endpoint": receiver.url}).json()["request_id"]
+            "webhook_endpoint": receiver.url + "/hook"}).json()["request_id"]
         status = wait_status(echo_url, late, {"EXPIRED", "SUCCEEDED", "FAILED"})
         assert status["status"] == "EXPIRED" and status["attempts"] == 0
         assert "max_time_in_queue_seconds=10" in status["errors"][0]["message"]

@@ -1,4 +1,4 @@
-"""Test-only chains over the FakeNode (endpoint "fakenode": env COMPOUND_NODE_URL_FAKENODE),
+"""Test-only chains over the StepNode (http_fakes; endpoint "fakenode": env COMPOUND_NODE_URL_FAKENODE),
 loaded by the service through COMPOUND_CHAIN_PLUGINS (a .py path), like a user plugin would be."""
 from __future__ import annotations
 

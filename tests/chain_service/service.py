@@ -12,7 +12,7 @@ from typing import Optional
 
 import httpx
 
-from chain_service.fakes import free_port
+from http_fakes import free_port
 
 FAKE_CHAINS = str(Path(__file__).with_name("fake_chains.py"))
 WEBHOOK_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
