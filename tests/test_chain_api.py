@@ -349,7 +349,7 @@ def test_baseten_callback_signature_freshness_and_dedupe(client):
     r = httpx.post(client.base_url.join(url), content=body, headers={**no_auth, "X-BASETEN-SIGNATURE": rotated})
     # a re-delivery is acknowledged (2xx stops the sender's retries) but not applied twice
     assert r.status_code == 200 and r.json()["status"] == "duplicate"
-    for bad_time in ("NaN", ["2024"], {"t": 1}):
+    for bad_time in ("NaN", ["2024"], {"t": 1}, 10**400):  # 10**400: float() overflows
         weird = json.dumps({**json.loads(_callback(rid + "-t", time.time())), "time": bad_time}).encode()
         r = httpx.post(client.base_url.join(url), content=weird,
                        headers={**no_auth, "X-BASETEN-SIGNATURE": baseten_signature.sign(BASETEN_SECRET, weird)})
