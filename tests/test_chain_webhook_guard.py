@@ -188,3 +188,68 @@ def test_non_global_addresses_refused(monkeypatch, address):
 def test_public_addresses_pass(monkeypatch, address):
     _fake_network(monkeypatch, {"hook.test": [[address]]})
     assert check_webhook_url("https://hook.test/x") == [address]
+
+
+# -- the receiver's answer is read only as far as needed ------------------------------------
+class _HugeBodyReceiver:
+    """Answers every POST `200` with a chunked body of `total` bytes that never ends (the
+    connection then stays open), counting what the client accepted. A client that reads the
+    whole body holds `total` bytes and then waits for more until its timeout."""
+
+    def __init__(self, total: int = 64 * 1024 * 1024, chunk: int = 64 * 1024):
+        self.total, self.chunk = total, chunk
+        self.sent = 0
+        self.closed_by_client = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        conn, _ = self.sock.accept()
+        with conn:
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            head, _, rest = data.partition(b"\r\n\r\n")
+            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            while len(rest) < length:
+                rest += conn.recv(65536)
+            piece = b"%x\r\n%s\r\n" % (self.chunk, b"x" * self.chunk)
+            try:
+                conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n"
+                             b"transfer-encoding: chunked\r\n\r\n")
+                while self.sent < self.total:
+                    conn.sendall(piece)
+                    self.sent += self.chunk
+                conn.settimeout(30)
+                if conn.recv(1) == b"":  # all sent, no last chunk: wait for the client to go
+                    self.closed_by_client.set()
+            except OSError:  # reset or broken pipe: the client closed mid-body
+                self.closed_by_client.set()
+
+    def stop(self):
+        self.sock.close()
+
+
+@pytest.mark.parametrize("pinned", [True, False], ids=["pinned", "shared-client"])
+def test_a_huge_response_body_is_not_read(monkeypatch, pinned):
+    receiver = _HugeBodyReceiver()
+    try:
+        if pinned:  # private webhooks refused: netguard.post_pinned sends it
+            monkeypatch.setattr(netguard, "_is_private", lambda ip: False)
+            _fake_network(monkeypatch, {"huge.test": [["127.0.0.1"]]})
+            url = f"http://huge.test:{receiver.port}/hook"
+        else:  # private webhooks allowed: the worker's shared client sends it
+            url = f"http://127.0.0.1:{receiver.port}/hook"
+        started = time.monotonic()
+        calls = _attempt(url, allow_private=not pinned, timeout_s=5.0)
+        assert calls == [("succeeded", 200)]  # not "timed out" waiting for the body's end
+        assert time.monotonic() - started < 4
+        assert receiver.closed_by_client.wait(10)  # the client hung up mid-body ...
+        # ... having taken a few socket buffers' worth at most, not the 64 MiB on offer
+        assert receiver.sent < 16 * 1024 * 1024, receiver.sent
+    finally:
+        receiver.stop()

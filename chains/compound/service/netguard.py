@@ -97,11 +97,33 @@ def check_webhook_url(url: str, allow_private: bool = False) -> Optional[list[st
     return addresses
 
 
+# Only a webhook answer's status and headers are used (2xx, 410, Retry-After). Its body is read
+# this far at most (a short one entirely, so the connection can be reused), never further: the
+# receiver is chosen by the API client and could answer with gigabytes.
+MAX_RESPONSE_BYTES = 64 * 1024
+
+
+async def discard_body(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES) -> None:
+    """Read at most `limit` bytes of a streamed `response`'s body (raw: nothing is
+    decompressed), then close it. Errors while reading are ignored: the status is known."""
+    try:
+        read = 0
+        async for chunk in response.aiter_raw():
+            read += len(chunk)
+            if read >= limit:
+                break
+    except httpx.HTTPError:
+        pass
+    finally:
+        await response.aclose()
+
+
 async def post_pinned(url: str, addresses: list[str], *, content: bytes, headers: dict[str, str],
                       timeout: Union[float, httpx.Timeout]) -> httpx.Response:
     """POST `content` to `url` over a connection to one of `addresses` (tried in order while
     the connection fails), never to a new resolution of the URL's host. Raises httpx errors
-    like `AsyncClient.post` (a ConnectError names the addresses tried)."""
+    like `AsyncClient.post` (a ConnectError names the addresses tried). The response comes back
+    closed: status and headers only, its body read no further than `discard_body` does."""
     target = httpx.URL(url)
     # A scoped IPv6 address (fe80::1%eth0) cannot be written into a URL; it is link-local, so
     # check_webhook_url never vets one: skip it rather than connect by name.
@@ -118,10 +140,13 @@ async def post_pinned(url: str, addresses: list[str], *, content: bytes, headers
             request = client.build_request("POST", target.copy_with(host=address), content=content,
                                            headers=headers, extensions=extensions)
             try:
-                return await client.send(request)
+                response = await client.send(request, stream=True)
             except httpx.ConnectError as exc:
                 if index == len(pinnable) - 1:
                     raise httpx.ConnectError(
                         f"{exc} (connecting to {', '.join(pinnable)}: the vetted addresses of "
                         f"{target.host!r})", request=request) from exc
+                continue
+            await discard_body(response)
+            return response
     raise AssertionError("unreachable")  # pragma: no cover

@@ -15,6 +15,8 @@
   webhooks are allowed, POSTs to one of the addresses that check vetted (netguard.post_pinned,
   with the original Host and TLS SNI), so a name that rebinds to an internal address between
   the check and the connect cannot redirect the POST.
+- Of the receiver's answer only the status and headers are used; its body is read no further
+  than netguard.MAX_RESPONSE_BYTES (64 KiB), then the response is closed.
 """
 from __future__ import annotations
 
@@ -35,7 +37,9 @@ from typing import Optional
 import httpx
 from standardwebhooks import Webhook
 
-from compound.service.netguard import UnresolvableURL, UnsafeURL, check_webhook_url, post_pinned
+from compound.service.netguard import (
+    UnresolvableURL, UnsafeURL, check_webhook_url, discard_body, post_pinned,
+)
 from compound.service.settings import Settings
 from compound.service.store.base import (
     DELIVERY_DISABLED, DELIVERY_FAILED, AsyncStore, Delivery,
@@ -186,8 +190,10 @@ class OutboxWorker:
             # dribbling bytes must not hold the row past its lease).
             async with asyncio.timeout(self.settings.webhook_timeout_s):
                 if addresses is None:
-                    resp = await self._http.post(d.url, content=body.encode(), headers=headers,
-                                                 timeout=self.settings.webhook_timeout_s)
+                    request = self._http.build_request("POST", d.url, content=body.encode(), headers=headers,
+                                                       timeout=self.settings.webhook_timeout_s)
+                    resp = await self._http.send(request, stream=True)
+                    await discard_body(resp)  # status and headers are all we use: never the whole body
                 else:  # connect only to a vetted address (no second DNS lookup: rebinding)
                     resp = await post_pinned(d.url, addresses, content=body.encode(), headers=headers,
                                              timeout=self.settings.webhook_timeout_s)
