@@ -23,6 +23,7 @@ import socket
 import time
 import uuid
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Callable, Optional
 
 import httpx
@@ -57,14 +58,36 @@ def webhook_payload(job: Job, status: str, result: Optional[dict], error: Option
     }
 
 
-def dead_local_worker(worker_id: str, host: str) -> bool:
-    """True when `worker_id` ("<host>-<pid>-<suffix>", see JobRunner) names a process on
-    this host that no longer exists. Anything else — another host, a live or reused pid, a
-    foreign id — is False: its lease runs out on its own, the safe direction."""
-    parts = worker_id.rsplit("-", 2)
-    if len(parts) != 3 or parts[0] != host or not parts[1].isdigit():
+def _pid_namespace() -> str:
+    """This process's PID namespace on this boot ("<boot id>.<pid-ns inode>"), or "na".
+
+    Two replicas can share a host name yet not see each other's pids (host-network pods,
+    `docker --network host`, a fixed compose hostname); a pid is only meaningful inside its
+    namespace, so the worker id carries it."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip().replace("-", "")[:16]
+        return f"{boot}.{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return "na"
+
+
+def local_worker_id(pid: Optional[int] = None) -> str:
+    """"<host>-<pid namespace>-<pid>-<random>": unique per runner, and enough for a restarted
+    process to tell whether the holder of a lease still exists (`dead_local_worker`)."""
+    return f"{socket.gethostname()}-{_pid_namespace()}-{pid or os.getpid()}-{uuid.uuid4().hex[:6]}"
+
+
+def dead_local_worker(worker_id: str) -> bool:
+    """True when `worker_id` (see `local_worker_id`) names a process in this host's and this
+    process's PID namespace that no longer exists. Anything else — another host or namespace,
+    a live or reused pid, an id of another shape — is False: its lease runs out on its own,
+    the safe direction."""
+    parts = worker_id.rsplit("-", 3)
+    namespace = _pid_namespace()
+    if (len(parts) != 4 or parts[0] != socket.gethostname() or namespace == "na"
+            or parts[1] != namespace or not parts[2].isdigit()):
         return False
-    pid = int(parts[1])
+    pid = int(parts[2])
     if pid == os.getpid():
         return False
     try:
@@ -87,7 +110,7 @@ class JobRunner:
         self.endpoints = endpoints
         self.http = http
         self.on_finished = on_finished
-        self.worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.worker_id = local_worker_id()
         self._wake = asyncio.Event()
         self._active: dict[str, asyncio.Event] = {}  # job id -> cancel event
 
@@ -118,9 +141,8 @@ class JobRunner:
     async def _reclaim_dead_local_leases(self) -> None:
         """After a crash (kill -9, OOM) the restarted service resumes the jobs its dead
         predecessor on this host held at once, instead of after their lease runs out."""
-        host = socket.gethostname()
         for job in await self.store.list_jobs(status=JOB_RUNNING, limit=10_000):
-            if job.lease_owner and dead_local_worker(job.lease_owner, host):
+            if job.lease_owner and dead_local_worker(job.lease_owner):
                 if await self.store.expire_lease(job.id, job.lease_owner):
                     log.warning("jobs: %s was held by %s, a process on this host that is gone; "
                                 "resuming it now", job.id, job.lease_owner)
