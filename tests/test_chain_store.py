@@ -83,23 +83,27 @@ def test_expire_lease_makes_a_dead_workers_job_claimable_now(store):
     assert again.id == job.id and again.attempts == 2  # the crashed run still counts
 
 
-def test_dead_local_worker_only_for_gone_processes_on_this_host():
+def test_dead_local_worker_only_for_gone_processes_in_this_pid_namespace():
     import os
     import socket
     import subprocess
     import sys
 
-    from compound.service.jobs import dead_local_worker
+    from compound.service.jobs import dead_local_worker, local_worker_id
 
-    host = socket.gethostname()
     exited = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                             capture_output=True, text=True, check=True)
     gone = int(exited.stdout)
-    assert dead_local_worker(f"{host}-{gone}-ab12cd", host)
-    assert not dead_local_worker(f"{host}-{os.getpid()}-ab12cd", host)  # this process
-    assert not dead_local_worker(f"{host}-{os.getppid()}-ab12cd", host)  # alive
-    assert not dead_local_worker(f"other-host-{gone}-ab12cd", host)  # can't tell: wait for the lease
-    assert not dead_local_worker("w1", host) and not dead_local_worker(f"{host}-x-1", host)
+    assert dead_local_worker(local_worker_id(gone))
+    assert not dead_local_worker(local_worker_id())  # this process
+    assert not dead_local_worker(local_worker_id(os.getppid()))  # alive
+    host, namespace, pid, suffix = local_worker_id(gone).rsplit("-", 3)
+    # same host name, another PID namespace (host-network pods, docker --network host): the
+    # pid says nothing about that process, so its lease is waited out
+    assert not dead_local_worker(f"{host}-{namespace}x-{pid}-{suffix}")
+    assert not dead_local_worker(f"other-host-{namespace}-{pid}-{suffix}")
+    assert not dead_local_worker(f"{socket.gethostname()}-{gone}-ab12cd")  # old/foreign shape
+    assert not dead_local_worker("w1")
 
 
 def test_concurrent_claims_never_hand_out_a_job_twice(store_url):
