@@ -9,9 +9,74 @@ import time
 
 import httpx
 import psutil
+import pytest
+from click.testing import CliRunner
 
-from compound.runtime.supervisor import find_free_port_base, port_is_free
+from compound.cli import cli
+from compound.commands import serve as serve_command
+from compound.commands.serve import chain_service_env
+from compound.runtime.supervisor import StackError, find_free_port_base, port_is_free
 from compound.services import SERVICES
+
+
+# -- what `compound serve` sets for its services (no server started) -------------------------
+@pytest.mark.parametrize("host, flag, environ, expected", [
+    # no flag, nothing set: allowed on a loopback bind only
+    ("127.0.0.1", None, {}, "1"),
+    ("localhost", None, {}, "1"),
+    ("::1", None, {}, "1"),
+    ("0.0.0.0", None, {}, "0"),
+    ("::", None, {}, "0"),
+    ("192.168.1.20", None, {}, "0"),
+    ("myhost.example", None, {}, "0"),
+    # the user's own setting is kept, either way
+    ("127.0.0.1", None, {"COMPOUND_ALLOW_PRIVATE_WEBHOOKS": "0"}, None),
+    ("0.0.0.0", None, {"COMPOUND_ALLOW_PRIVATE_WEBHOOKS": "1"}, None),
+    # an explicit flag forces it
+    ("0.0.0.0", True, {}, "1"),
+    ("127.0.0.1", False, {"COMPOUND_ALLOW_PRIVATE_WEBHOOKS": "1"}, "0"),
+])
+def test_private_webhooks_default_to_loopback_binds_and_keep_the_users_setting(host, flag, environ, expected):
+    env = chain_service_env(host, flag, None, environ)
+    assert env.get("COMPOUND_ALLOW_PRIVATE_WEBHOOKS") == expected
+    assert "COMPOUND_STORE" not in env
+
+
+def _serve_env(monkeypatch, args: list[str]) -> dict:
+    """The env `compound serve ARGS` hands its Stack (which fails at once: nothing starts)."""
+    seen: dict = {}
+
+    class FakeStack:
+        def __init__(self, **kwargs):
+            seen.update(kwargs)
+
+        def start_services(self, services):
+            raise StackError("test: not starting anything")
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(serve_command, "Stack", FakeStack)
+    sigterm = signal.getsignal(signal.SIGTERM)
+    try:
+        result = CliRunner().invoke(cli, ["serve", *args])
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)  # serve installs its own handler
+    assert result.exit_code == 1 and "not starting anything" in result.output, result.output
+    return seen["env"]
+
+
+def test_serve_cli_env_for_private_webhooks_and_store(monkeypatch):
+    monkeypatch.delenv("COMPOUND_ALLOW_PRIVATE_WEBHOOKS", raising=False)
+    monkeypatch.delenv("COMPOUND_STORE", raising=False)
+    assert _serve_env(monkeypatch, ["tts"]) == {"COMPOUND_ALLOW_PRIVATE_WEBHOOKS": "1"}
+    assert _serve_env(monkeypatch, ["tts", "--host", "0.0.0.0"]) == {"COMPOUND_ALLOW_PRIVATE_WEBHOOKS": "0"}
+    assert _serve_env(monkeypatch, ["tts", "--host", "0.0.0.0", "--allow-private-webhooks"]) == {
+        "COMPOUND_ALLOW_PRIVATE_WEBHOOKS": "1"}
+    assert _serve_env(monkeypatch, ["tts", "--store", "postgresql://db/compound"]) == {
+        "COMPOUND_ALLOW_PRIVATE_WEBHOOKS": "1", "COMPOUND_STORE": "postgresql://db/compound"}
+    monkeypatch.setenv("COMPOUND_ALLOW_PRIVATE_WEBHOOKS", "0")  # the user's choice is not overwritten
+    assert _serve_env(monkeypatch, ["tts"]) == {}
 
 
 def test_all_services_ready_on_their_ports(stack):
