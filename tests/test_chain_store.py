@@ -231,3 +231,56 @@ def test_release_job_lets_next_claim_resume_at_once(store):
     for _ in range(10):
         assert store.release_job(job.id, "w2")
         assert store.claim_job("w2", lease_s=30).attempts == 1
+
+
+def _two_deliveries(store):
+    ids = []
+    for i in range(2):
+        job, _ = store.create_job("extract", {"i": i}, webhook_url="http://r/hook")
+        store.claim_job("w1", 30)
+        store.finish_job(job.id, "w1", JOB_SUCCEEDED, result={},
+                         outbox=OutboxMessage(url="http://r/hook", payload={"i": i}))
+        ids.append(webhook_id_for(job.id))
+    return ids
+
+
+def test_claim_deliveries_skips_the_callers_own_in_flight_deliveries(store):
+    # An attempt still running here when its lease lapses must not be claimed (and POSTed) a
+    # second time by the same worker; other due deliveries stay claimable.
+    first, second = _two_deliveries(store)
+    assert {d.id for d in store.claim_deliveries("o1", lease_s=30)} == {first, second}
+    later = time.time() + 31
+    [d] = store.claim_deliveries("o1", lease_s=30, now=later, exclude=[first])
+    assert d.id == second
+    assert store.claim_deliveries("o1", lease_s=30, now=later + 31, exclude=[first, second]) == []
+    assert {d.id for d in store.claim_deliveries("o2", lease_s=30, now=later + 31)} == {first, second}
+
+
+def test_stale_delivery_attempt_cannot_overwrite_a_newer_outcome(store):
+    first, second = _two_deliveries(store)
+    store.claim_deliveries("o1", lease_s=30)
+    # o1's attempt outlives its lease; o2 takes the rows over and records outcomes.
+    later = time.time() + 31
+    assert len(store.claim_deliveries("o2", lease_s=30, now=later)) == 2
+    assert store.delivery_succeeded(first, 200, worker="o2")
+    # o1's late outcomes are refused: the delivered row stays delivered, attempts unchanged.
+    assert not store.delivery_retry(first, time.time() + 60, "timed out", None, worker="o1")
+    assert not store.delivery_give_up(first, DELIVERY_DISABLED, "HTTP 410", 410, worker="o1")
+    d = store.get_delivery(first)
+    assert d.status == DELIVERY_DELIVERED and d.attempts == 1 and d.last_status_code == 200
+    # o2 scheduled a retry of the other one (lease released); o1's stale success cannot mark
+    # it delivered.
+    assert store.delivery_retry(second, later + 60, "HTTP 503", 503, worker="o2")
+    assert not store.delivery_succeeded(second, 200, worker="o1")
+    d = store.get_delivery(second)
+    assert d.status == DELIVERY_PENDING and d.attempts == 1 and d.last_error == "HTTP 503"
+    # An operator's redeliver resets the row: an attempt leased before it cannot undo that.
+    [again] = store.claim_deliveries("o3", lease_s=30, now=later + 61)
+    store.redeliver(store.get_delivery(second).job_id, None, None)
+    assert not store.delivery_give_up(second, DELIVERY_DISABLED, "HTTP 410", 410, worker="o3")
+    d = store.get_delivery(second)
+    assert d.status == DELIVERY_PENDING and d.attempts == 0
+    # The current lease holder's outcome is recorded.
+    [d] = store.claim_deliveries("o4", lease_s=30, now=later + 62)
+    assert store.delivery_give_up(second, DELIVERY_DISABLED, "HTTP 410", 410, worker="o4")
+    assert store.get_delivery(second).status == DELIVERY_DISABLED

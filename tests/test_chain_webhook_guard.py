@@ -67,13 +67,13 @@ class _Store:
     async def endpoint_disabled(self, url):
         return False
 
-    async def delivery_succeeded(self, delivery_id, status_code):
+    async def delivery_succeeded(self, delivery_id, status_code, *, worker=None):
         self.calls.append(("succeeded", status_code))
 
-    async def delivery_retry(self, delivery_id, next_attempt_at, error, status_code=None):
+    async def delivery_retry(self, delivery_id, next_attempt_at, error, status_code=None, *, worker=None):
         self.calls.append(("retry", error, status_code, next_attempt_at - time.time()))
 
-    async def delivery_give_up(self, delivery_id, status, error, status_code=None):
+    async def delivery_give_up(self, delivery_id, status, error, status_code=None, *, worker=None):
         self.calls.append(("give_up", status, error, status_code))
 
     async def disable_endpoint(self, url, reason):

@@ -108,6 +108,7 @@ class OutboxWorker:
         self._wake = asyncio.Event()
         self._sem = asyncio.Semaphore(concurrency)
         self._in_flight: set[asyncio.Task] = set()
+        self._in_flight_ids: set[str] = set()  # deliveries with an attempt running here
         self._concurrency = concurrency
 
     def wake(self) -> None:
@@ -128,13 +129,18 @@ class OutboxWorker:
                 batch: list[Delivery] = []
                 if free > 0:
                     try:
-                        batch = await self.store.claim_deliveries(self.worker_id, self.lease_s, limit=free)
+                        # Never a delivery still in flight here: its lease can lapse while its
+                        # attempt (or the outcome write) runs late; claiming it would POST it twice.
+                        batch = await self.store.claim_deliveries(self.worker_id, self.lease_s, limit=free,
+                                                                  exclude=tuple(self._in_flight_ids))
                     except Exception:  # store briefly unavailable: keep the worker alive
                         log.exception("outbox: claim failed")
                 for delivery in batch:
                     task = asyncio.create_task(self._deliver(delivery))
                     self._in_flight.add(task)
+                    self._in_flight_ids.add(delivery.id)
                     task.add_done_callback(self._in_flight.discard)
+                    task.add_done_callback(lambda _t, did=delivery.id: self._in_flight_ids.discard(did))
                 if batch and len(batch) == free:
                     continue  # maybe more due right now
                 self._wake.clear()
@@ -169,26 +175,21 @@ class OutboxWorker:
 
     async def _attempt(self, d: Delivery) -> None:
         if await self.store.endpoint_disabled(d.url):
-            await self.store.delivery_give_up(d.id, DELIVERY_DISABLED, "endpoint disabled (410 Gone earlier)")
-            return
-        try:
-            # None: private webhooks allowed, nothing vetted, deliver by name (local dev).
-            addresses = await asyncio.to_thread(check_webhook_url, d.url,
-                                                self.settings.allow_private_webhooks)
-        except UnresolvableURL as exc:  # DNS down or NXDOMAIN may be temporary: retry on schedule
-            await self._failed(d, str(exc), None, None)
-            return
-        except UnsafeURL as exc:  # refused by policy (scheme, credentials, private address): final
-            await self.store.delivery_give_up(d.id, DELIVERY_FAILED, str(exc))
+            await self.store.delivery_give_up(d.id, DELIVERY_DISABLED, "endpoint disabled (410 Gone earlier)",
+                                              worker=self.worker_id)
             return
         body = json.dumps(d.payload, separators=(",", ":"))
         headers = signed_headers(self.secret, d.id, body)
         headers["content-type"] = "application/json"
         headers["user-agent"] = "compound-chain-service"
         try:
-            # httpx timeouts are per phase; asyncio.timeout bounds the whole attempt (a receiver
-            # dribbling bytes must not hold the row past its lease).
+            # httpx timeouts are per phase; asyncio.timeout bounds the whole attempt, the URL
+            # check (a DNS lookup) included: a slow resolver or a receiver dribbling bytes must
+            # not hold the row past its lease (webhook_timeout_s + 5).
             async with asyncio.timeout(self.settings.webhook_timeout_s):
+                # None: private webhooks allowed, nothing vetted, deliver by name (local dev).
+                addresses = await asyncio.to_thread(check_webhook_url, d.url,
+                                                    self.settings.allow_private_webhooks)
                 if addresses is None:
                     request = self._http.build_request("POST", d.url, content=body.encode(), headers=headers,
                                                        timeout=self.settings.webhook_timeout_s)
@@ -197,8 +198,11 @@ class OutboxWorker:
                 else:  # connect only to a vetted address (no second DNS lookup: rebinding)
                     resp = await post_pinned(d.url, addresses, content=body.encode(), headers=headers,
                                              timeout=self.settings.webhook_timeout_s)
-        except UnsafeURL as exc:
-            await self.store.delivery_give_up(d.id, DELIVERY_FAILED, str(exc))
+        except UnresolvableURL as exc:  # DNS down or NXDOMAIN may be temporary: retry on schedule
+            await self._failed(d, str(exc), None, None)
+            return
+        except UnsafeURL as exc:  # refused by policy (scheme, credentials, private address): final
+            await self.store.delivery_give_up(d.id, DELIVERY_FAILED, str(exc), worker=self.worker_id)
             return
         except (httpx.TimeoutException, TimeoutError):
             await self._failed(d, f"timed out after {self.settings.webhook_timeout_s:g} s", None, None)
@@ -208,11 +212,12 @@ class OutboxWorker:
             return
         code = resp.status_code
         if 200 <= code < 300:
-            await self.store.delivery_succeeded(d.id, code)
+            await self.store.delivery_succeeded(d.id, code, worker=self.worker_id)
             log.info("outbox: delivered %s to %s (attempt %d)", d.id, d.url, d.attempts + 1)
         elif code == 410:
             await self.store.disable_endpoint(d.url, f"410 Gone on {d.id}")
-            await self.store.delivery_give_up(d.id, DELIVERY_DISABLED, "HTTP 410 Gone: endpoint disabled", code)
+            await self.store.delivery_give_up(d.id, DELIVERY_DISABLED, "HTTP 410 Gone: endpoint disabled", code,
+                                              worker=self.worker_id)
             log.warning("outbox: %s answered 410; endpoint disabled", d.url)
         else:
             await self._failed(d, f"HTTP {code}", code, parse_retry_after(resp.headers.get("retry-after")))
@@ -222,8 +227,9 @@ class OutboxWorker:
                            retry_after)
         if delay is None:
             await self.store.delivery_give_up(d.id, DELIVERY_FAILED,
-                                              f"gave up after {d.attempts + 1} attempts; last: {error}", code)
+                                              f"gave up after {d.attempts + 1} attempts; last: {error}", code,
+                                              worker=self.worker_id)
             log.warning("outbox: gave up on %s to %s: %s", d.id, d.url, error)
         else:
-            await self.store.delivery_retry(d.id, time.time() + delay, error, code)
+            await self.store.delivery_retry(d.id, time.time() + delay, error, code, worker=self.worker_id)
             log.info("outbox: %s to %s failed (%s); retry in %.1f s", d.id, d.url, error, delay)

@@ -201,20 +201,26 @@ class Store:
     def deliveries_for_job(self, job_id: str) -> list[Delivery]: raise NotImplementedError
 
     def claim_deliveries(self, worker: str, lease_s: float, limit: int = 10,
-                         now: Optional[float] = None) -> list[Delivery]:
-        """Pending deliveries that are due and not leased (or whose lease expired)."""
+                         now: Optional[float] = None, exclude: Sequence[str] = ()) -> list[Delivery]:
+        """Pending deliveries that are due and not leased (or whose lease expired), leased to
+        `worker`. Deliveries in `exclude` (the caller's own attempts in flight) are never taken."""
         raise NotImplementedError
 
-    def delivery_succeeded(self, delivery_id: str, status_code: int) -> None:
+    # Outcome updates. With `worker` (the lease holder that made the attempt) the update applies
+    # only while that worker still holds the row's lease: a stale attempt (its lease lapsed and
+    # another worker took the row, it was already recorded, or an operator redelivered it) cannot
+    # overwrite a newer outcome. Returns whether the outcome was recorded.
+    def delivery_succeeded(self, delivery_id: str, status_code: int, *,
+                           worker: Optional[str] = None) -> bool:
         raise NotImplementedError
 
     def delivery_retry(self, delivery_id: str, next_attempt_at: float, error: str,
-                       status_code: Optional[int] = None) -> None:
+                       status_code: Optional[int] = None, *, worker: Optional[str] = None) -> bool:
         """Count a failed attempt and schedule the next one."""
         raise NotImplementedError
 
     def delivery_give_up(self, delivery_id: str, status: str, error: str,
-                         status_code: Optional[int] = None) -> None:
+                         status_code: Optional[int] = None, *, worker: Optional[str] = None) -> bool:
         """Final failure: DELIVERY_FAILED (retries exhausted) or DELIVERY_DISABLED (410)."""
         raise NotImplementedError
 

@@ -315,14 +315,16 @@ class SQLStore(Store):
             cur.execute(f"SELECT {DELIVERY_COLS} FROM outbox WHERE job_id = ? ORDER BY created_at", (job_id,))
             return [_delivery(r) for r in cur.fetchall()]
 
-    def claim_deliveries(self, worker, lease_s, limit=10, now=None):
+    def claim_deliveries(self, worker, lease_s, limit=10, now=None, exclude=()):
         now = time.time() if now is None else now
+        exclude = tuple(exclude)
+        not_excluded = f"AND id NOT IN ({', '.join('?' * len(exclude))}) " if exclude else ""
         with self._tx(immediate=True) as cur:
             cur.execute(
                 f"SELECT id FROM outbox WHERE status = ? AND next_attempt_at <= ? "
-                f"AND (lease_expires_at IS NULL OR lease_expires_at < ?) "
+                f"AND (lease_expires_at IS NULL OR lease_expires_at < ?) {not_excluded}"
                 f"ORDER BY next_attempt_at LIMIT ? {self.LOCK_CLAUSE}",
-                (DELIVERY_PENDING, now, now, limit))
+                (DELIVERY_PENDING, now, now, *exclude, limit))
             ids = [r[0] for r in cur.fetchall()]
             out = []
             for id_ in ids:
@@ -332,23 +334,34 @@ class SQLStore(Store):
                 out.append(_delivery(cur.fetchone()))
             return out
 
-    def delivery_succeeded(self, delivery_id, status_code):
+    @staticmethod
+    def _owned(worker: Optional[str]) -> tuple[str, tuple]:
+        """SQL + params restricting an outcome update to the attempt's lease holder."""
+        return (" AND lease_owner = ?", (worker,)) if worker is not None else ("", ())
+
+    def delivery_succeeded(self, delivery_id, status_code, *, worker=None):
+        owned, owner = self._owned(worker)
         with self._tx() as cur:
             cur.execute("UPDATE outbox SET status = ?, attempts = attempts + 1, last_status_code = ?, "
                         "last_error = NULL, delivered_at = ?, lease_owner = NULL, lease_expires_at = NULL "
-                        "WHERE id = ?", (DELIVERY_DELIVERED, status_code, time.time(), delivery_id))
+                        f"WHERE id = ?{owned}", (DELIVERY_DELIVERED, status_code, time.time(), delivery_id, *owner))
+            return cur.rowcount == 1
 
-    def delivery_retry(self, delivery_id, next_attempt_at, error, status_code=None):
+    def delivery_retry(self, delivery_id, next_attempt_at, error, status_code=None, *, worker=None):
+        owned, owner = self._owned(worker)
         with self._tx() as cur:
             cur.execute("UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?, "
-                        "last_status_code = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
-                        (next_attempt_at, error, status_code, delivery_id))
+                        f"last_status_code = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?{owned}",
+                        (next_attempt_at, error, status_code, delivery_id, *owner))
+            return cur.rowcount == 1
 
-    def delivery_give_up(self, delivery_id, status, error, status_code=None):
+    def delivery_give_up(self, delivery_id, status, error, status_code=None, *, worker=None):
+        owned, owner = self._owned(worker)
         with self._tx() as cur:
             cur.execute("UPDATE outbox SET status = ?, attempts = attempts + 1, last_error = ?, "
-                        "last_status_code = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?",
-                        (status, error, status_code, delivery_id))
+                        f"last_status_code = ?, lease_owner = NULL, lease_expires_at = NULL WHERE id = ?{owned}",
+                        (status, error, status_code, delivery_id, *owner))
+            return cur.rowcount == 1
 
     def redeliver(self, job_id, url, payload):
         now = time.time()
