@@ -112,7 +112,7 @@ async def discard_body(response: httpx.Response, limit: int = MAX_RESPONSE_BYTES
             read += len(chunk)
             if read >= limit:
                 break
-    except httpx.HTTPError:
+    except (httpx.HTTPError, httpx.StreamError):  # StreamError: a body already read (mocks)
         pass
     finally:
         await response.aclose()

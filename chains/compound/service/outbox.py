@@ -212,8 +212,10 @@ class OutboxWorker:
             return
         code = resp.status_code
         if 200 <= code < 300:
-            await self.store.delivery_succeeded(d.id, code, worker=self.worker_id)
-            log.info("outbox: delivered %s to %s (attempt %d)", d.id, d.url, d.attempts + 1)
+            if await self.store.delivery_succeeded(d.id, code, worker=self.worker_id):
+                log.info("outbox: delivered %s to %s (attempt %d)", d.id, d.url, d.attempts + 1)
+            else:  # our lease had passed to another attempt (or a redeliver reset the row)
+                log.warning("outbox: %s answered %d to a stale attempt; outcome not recorded", d.url, code)
         elif code == 410:
             await self.store.disable_endpoint(d.url, f"410 Gone on {d.id}")
             await self.store.delivery_give_up(d.id, DELIVERY_DISABLED, "HTTP 410 Gone: endpoint disabled", code,
