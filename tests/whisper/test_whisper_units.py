@@ -6,7 +6,6 @@ import base64
 import functools
 import http.server
 import io
-import ipaddress
 import socket
 import ssl
 import struct
@@ -17,6 +16,7 @@ import httpx
 import numpy as np
 import pytest
 import speech
+from net_fakes import NON_PUBLIC, PUBLIC, fake_network_sync, self_signed_tls
 import srt
 import webvtt
 
@@ -145,16 +145,7 @@ def test_private_urls_refused(url):
     assert err.field == "url" and err.status_code == 403 and "non-public address" in err.message
 
 
-# Not `is_global`, or an IPv6 address that carries a non-public IPv4 one: carrier-grade NAT
-# (Alibaba's metadata 100.100.100.200), 6to4 of 169.254.169.254, IPv4-mapped 10.0.0.1, NAT64 of
-# the metadata address, Teredo, IPv4-compatible, 0.0.0.0, IETF protocol assignments, benchmarking.
-NON_PUBLIC = ["100.100.100.200", "100.64.0.1", "2002:a9fe:a9fe::", "2002:a00:1::", "::ffff:10.0.0.1",
-              "::ffff:127.0.0.1", "64:ff9b::a9fe:a9fe", "2001:0:4136:e378:8000:63bf:3fff:fdd2",
-              "2001::1", "::a9fe:a9fe", "0.0.0.0", "192.0.0.1", "198.18.0.1", "2001:db8::1",
-              "fc00::1", "ff02::1"]
-PUBLIC = ["93.184.216.34", "2606:4700::1111", "2002:5db8:d822::", "::ffff:93.184.216.34"]
-
-
+# NON_PUBLIC / PUBLIC (net_fakes): the same lists the chain webhook guard is tested against.
 def _literal_url(address: str) -> str:
     return f"http://[{address}]/a.wav" if ":" in address else f"http://{address}/a.wav"
 
@@ -262,40 +253,8 @@ def test_fetch_http_error_and_unreachable(file_server):
 
 
 # -- DNS rebinding: the connection goes to the vetted address, never to a second lookup -----
-_real_getaddrinfo = socket.getaddrinfo
-_real_create_connection = socket.create_connection
-
-
-def _fake_network(monkeypatch, answers: dict[str, list[list[str]]]) -> list[str]:
-    """Names in `answers` resolve to their successive answers (the last repeats); a connect
-    to a non-loopback IP is refused (no traffic leaves the machine). Returns the hosts that
-    socket.create_connection was asked for (what httpcore dialled), in order."""
-    calls: dict[str, int] = {}
-    dialled: list[str] = []
-
-    def getaddrinfo(host, port, *args, **kwargs):
-        if host not in answers:
-            return _real_getaddrinfo(host, port, *args, **kwargs)
-        n = calls[host] = calls.get(host, 0) + 1
-        ips = answers[host][min(n, len(answers[host])) - 1]
-        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (ip, int(port)))
-                for ip in ips]
-
-    def create_connection(address, *args, **kwargs):
-        dialled.append(address[0])
-        try:
-            ip = ipaddress.ip_address(address[0])
-        except ValueError:
-            ip = None  # a name: the real call resolves it (through the fake getaddrinfo)
-        if ip is not None and not ip.is_loopback:
-            raise ConnectionRefusedError(111, "connection refused (test: no network)")
-        return _real_create_connection(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    monkeypatch.setattr(socket, "create_connection", create_connection)
-    return dialled
-
-
+# `.test` names resolve through net_fakes.fake_network_sync, and a connect to any IP outside
+# 127.0.0.0/8 is refused: no traffic leaves the machine.
 def _recording_server(tls: ssl.SSLContext | None = None):
     """A local server that records (path, Host header) of every request it gets."""
     seen: list[tuple[str, str]] = []
@@ -336,7 +295,7 @@ def test_fetch_pins_vetted_address_against_dns_rebinding(monkeypatch, recording_
     # First answer public (passes the check), every later one 127.0.0.1 where the "internal"
     # server listens. Resolving again at connect time would fetch b"secret" from it.
     port, seen = recording_server
-    dialled = _fake_network(monkeypatch, {"rebind.test": [["93.184.216.34"], ["127.0.0.1"]]})
+    dialled = fake_network_sync(monkeypatch, {"rebind.test": [["93.184.216.34"], ["127.0.0.1"]]})
     err = _error(fetch_audio, f"http://rebind.test:{port}/a.wav", max_bytes=10**6, timeout_s=5,
                  allow_private=False)
     assert seen == []  # the internal server was never reached
@@ -347,7 +306,7 @@ def test_fetch_pins_vetted_address_against_dns_rebinding(monkeypatch, recording_
 def test_fetch_pinned_connection_sends_host_header_and_tries_next_address(monkeypatch,
                                                                           recording_server):
     port, seen = recording_server
-    dialled = _fake_network(monkeypatch, {"media.test": [["10.255.0.1", "127.0.0.1"]]})
+    dialled = fake_network_sync(monkeypatch, {"media.test": [["10.255.0.1", "127.0.0.1"]]})
     got = fetch_audio(f"http://media.test:{port}/hop", max_bytes=10**6, timeout_s=5,
                       allow_private=True)
     assert got == b"secret"
@@ -357,49 +316,18 @@ def test_fetch_pinned_connection_sends_host_header_and_tries_next_address(monkey
     assert dialled == ["10.255.0.1", "127.0.0.1"] * 2
 
 
-def _self_signed(name: str) -> tuple[bytes, bytes]:
-    """(cert PEM, key PEM) for a self-signed certificate valid for DNS name `name` only."""
-    import datetime
-
-    x509 = pytest.importorskip("cryptography.x509")
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(hours=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    return (cert.public_bytes(serialization.Encoding.PEM),
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()))
-
-
 def test_fetch_pinned_https_uses_the_name_for_sni_and_certificate(monkeypatch, tmp_path):
-    cert, key = _self_signed("pinned.test")
-    (tmp_path / "cert.pem").write_bytes(cert)
-    (tmp_path / "key.pem").write_bytes(key)
-    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server_ctx.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
-    sni: list[str | None] = []
-    server_ctx.sni_callback = lambda sock, name, ctx: sni.append(name)
-    server, seen = _recording_server(tls=server_ctx)
+    tls = self_signed_tls("pinned.test", tmp_path)
+    server, seen = _recording_server(tls=tls.server)
     try:
         port = server.server_address[1]
         # the client trusts only this certificate (hostname checking stays on)
-        trust = ssl.create_default_context(cadata=cert.decode())
         monkeypatch.setattr(httpx, "HTTPTransport", functools.partial(httpx.HTTPTransport,
-                                                                       verify=trust))
-        _fake_network(monkeypatch, {"pinned.test": [["127.0.0.1"]], "other.test": [["127.0.0.1"]]})
+                                                                       verify=tls.trust))
+        fake_network_sync(monkeypatch, {"pinned.test": [["127.0.0.1"]], "other.test": [["127.0.0.1"]]})
         kw = {"max_bytes": 10**6, "timeout_s": 5, "allow_private": True}
         assert fetch_audio(f"https://pinned.test:{port}/a.wav", **kw) == b"secret"
-        assert sni == ["pinned.test"]  # SNI is the name, though the socket dialled 127.0.0.1
+        assert tls.sni == ["pinned.test"]  # SNI is the name, though the socket dialled 127.0.0.1
         assert seen == [("/a.wav", f"pinned.test:{port}")]
         # the certificate is checked against the URL's name: another name at the same IP fails
         err = _error(fetch_audio, f"https://other.test:{port}/a.wav", **kw)
