@@ -114,3 +114,20 @@ def test_outage_fails_fast_and_the_pool_recovers_when_the_database_is_back():
         assert store.claim_job("w1", lease_s=30).id == job.id
     finally:
         store.close()
+
+
+def test_connections_use_tcp_keepalives_so_a_vanished_server_is_noticed():
+    # A host that disappears mid-query sends no FIN; keepalives (and tcp_user_timeout) make the
+    # call fail in ~30 s instead of the kernel's ~2 h. What the server sees of our sockets is
+    # not observable here, so the check is on the connection parameters libpq was given.
+    from compound.service.store.postgres import PostgresStore
+
+    store = PostgresStore(pg.fresh_database_url(), pool_size=1)
+    try:
+        with store._tx() as cur:
+            cur.execute("SELECT 1")
+            params = cur._cur.connection.info.get_parameters()  # the psycopg cursor under the shim
+        assert params["keepalives"] == "1" and params["keepalives_idle"] == "10"
+        assert params["tcp_user_timeout"] == "30000"
+    finally:
+        store.close()

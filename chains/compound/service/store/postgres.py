@@ -30,8 +30,16 @@ class PostgresStore(SQLStore):
         self._pool_size = pool_size
         self._checkout_timeout_s = checkout_timeout_s
         self._connect_kwargs: dict = {"autocommit": True}
-        if "connect_timeout" not in psycopg.conninfo.conninfo_to_dict(url):
+        given = psycopg.conninfo.conninfo_to_dict(url)
+        if "connect_timeout" not in given:
             self._connect_kwargs["connect_timeout"] = self.CONNECT_TIMEOUT_S
+        # A server that vanishes mid-query (host down, network partition) sends no FIN: without
+        # TCP keepalives a call could wait for the kernel's ~2 h default. With these, a dead
+        # peer is noticed in ~30 s and the call fails (the pool then replaces the connection).
+        for key, value in {"keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5,
+                           "keepalives_count": 3, "tcp_user_timeout": 30_000}.items():
+            if key not in given:
+                self._connect_kwargs[key] = value
         # The pool: `_idle` holds connections ready for use (LIFO); `_size` counts the slots
         # taken (connections open, idle or checked out, plus connects in progress). A connection
         # that breaks (server restart, failover, terminated backend) is closed and its slot freed,
