@@ -86,8 +86,11 @@ class FastForwardDecoder:
             top = int(np.argmax(logits))
             if matcher.validate_tokens([top]) == 1:
                 return top  # what masked greedy decoding would pick, without the mask
-            return int(np.where(self._allowed(matcher, bitmask), logits, -np.inf).argmax())
-        return _sample(np.where(self._allowed(matcher, bitmask), logits, -np.inf), temperature, rng)
+        allowed = self._allowed(matcher, bitmask)
+        if not allowed.any():  # the grammar allows nothing, not even EOS: a matcher error
+            raise GrammarError(f"grammar allows no next token: {matcher.get_error() or 'no error given'}")
+        masked = np.where(allowed, logits, -np.inf)
+        return int(masked.argmax()) if temperature <= 0 else _sample(masked, temperature, rng)
 
     # -- the loop -------------------------------------------------------------------------
     def decode(self, prompt: Sequence[int], matcher, max_tokens: int, temperature: float = 0.0,
