@@ -11,7 +11,6 @@ import ipaddress
 import re
 import socket
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -164,10 +163,9 @@ def test_a_huge_response_body_is_not_read(monkeypatch, pinned):
             url = f"http://huge.test:{receiver.port}/hook"
         else:  # private webhooks allowed: the worker's shared client sends it
             url = f"http://127.0.0.1:{receiver.port}/hook"
-        started = time.monotonic()
         calls = _attempt(url, allow_private=not pinned, timeout_s=5.0)
-        assert calls == [("succeeded", 200)]  # not "timed out" waiting for the body's end
-        assert time.monotonic() - started < 4
+        # "succeeded", not "timed out after 5 s": the endless body's end was never waited for
+        assert calls == [("succeeded", 200)]
         assert receiver.closed_by_client.wait(10)  # the client hung up mid-body ...
         # ... having taken a few socket buffers' worth at most, not the 64 MiB on offer
         assert receiver.sent < 16 * 1024 * 1024, receiver.sent
