@@ -337,7 +337,7 @@ def _report(out_dir: Path, results: dict) -> None:
             overheads.append(hop["overhead_p50_ms"])
     marginal = results.get("service", {}).get("marginal_hop")
     if marginal:
-        rows.append((f"hop overhead, service, each further hop", marginal["overhead_per_hop_ms_p50"], "",
+        rows.append(("hop overhead, service, each further hop", marginal["overhead_per_hop_ms_p50"], "",
                      "ms", "<=2 p50",
                      f"{marginal['k']} nodes {marginal['k_nodes_ms']['p50']:.1f} vs 1 node "
                      f"{marginal['one_node_ms']['p50']:.1f}, direct {marginal['direct_ms']['p50']:.1f}"))

@@ -15,7 +15,6 @@ running 2 chunks at once, so compare numbers from runs on an otherwise idle mach
 from __future__ import annotations
 
 import importlib.util
-import io
 import os
 import re
 import time
