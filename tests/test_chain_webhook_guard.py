@@ -50,7 +50,7 @@ def ok_receiver():
 
 # -- DNS failures are retried, policy refusals are final -------------------------------------
 def test_unresolvable_host_is_retried_until_it_resolves(monkeypatch, ok_receiver):
-    monkeypatch.setattr(netguard, "_is_private", lambda ip: False)  # 127.0.0.1 stands for public
+    monkeypatch.setattr(netguard, "is_public", lambda ip: True)  # 127.0.0.1 stands for public
     fake_network_async(monkeypatch, {"flaky.test": [
         socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"),
         socket.gaierror(socket.EAI_NONAME, "Name or service not known"),
@@ -158,7 +158,7 @@ def test_a_huge_response_body_is_not_read(monkeypatch, pinned):
     receiver = _HugeBodyReceiver()
     try:
         if pinned:  # private webhooks refused: netguard.post_pinned sends it
-            monkeypatch.setattr(netguard, "_is_private", lambda ip: False)
+            monkeypatch.setattr(netguard, "is_public", lambda ip: True)
             fake_network_async(monkeypatch, {"huge.test": [["127.0.0.1"]]})
             url = f"http://huge.test:{receiver.port}/hook"
         else:  # private webhooks allowed: the worker's shared client sends it

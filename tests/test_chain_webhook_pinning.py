@@ -59,7 +59,7 @@ def test_rebinding_name_never_reaches_the_internal_receiver(monkeypatch, receive
 def test_pinned_delivery_sends_host_header_and_tries_next_address(monkeypatch, receiver):
     # Every address counts as public for this test, so the pinned path (not the dev-mode plain
     # POST) runs against the local receiver; the first two vetted addresses refuse.
-    monkeypatch.setattr(netguard, "_is_private", lambda ip: False)
+    monkeypatch.setattr(netguard, "is_public", lambda ip: True)
     dialled = fake_network_async(monkeypatch, {"hook.test": [["10.255.0.1", "::1", "127.0.0.1"],
                                                              ["203.0.113.9"]]})
     calls = _deliver_once(f"http://hook.test:{receiver.port}/hook")
@@ -83,7 +83,7 @@ def test_pinned_https_delivery_uses_the_name_for_sni_and_certificate(monkeypatch
         # the client trusts only this certificate (hostname checking stays on)
         monkeypatch.setattr(httpx, "AsyncHTTPTransport",
                             functools.partial(httpx.AsyncHTTPTransport, verify=tls.trust))
-        monkeypatch.setattr(netguard, "_is_private", lambda ip: False)
+        monkeypatch.setattr(netguard, "is_public", lambda ip: True)
         fake_network_async(monkeypatch, {"hook.test": [["127.0.0.1"]], "other.test": [["127.0.0.1"]]})
         assert _deliver_once(f"https://hook.test:{port}/hook") == [("succeeded", 200)]
         assert tls.sni == ["hook.test"]  # SNI is the name, though the socket dialled 127.0.0.1
@@ -99,7 +99,7 @@ def test_pinned_https_delivery_uses_the_name_for_sni_and_certificate(monkeypatch
 
 
 def test_pinned_delivery_keeps_the_timeout_and_retry_after_handling(monkeypatch):
-    monkeypatch.setattr(netguard, "_is_private", lambda ip: False)
+    monkeypatch.setattr(netguard, "is_public", lambda ip: True)
     fake_network_async(monkeypatch, {"hook.test": [["127.0.0.1"]]})
     rec = WebhookReceiver(SECRET, script=[("retry_after", 429, 7), ("sleep", 2.0)]).start()
     try:

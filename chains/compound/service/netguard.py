@@ -7,24 +7,21 @@ check anyone with an API key could make it hit loopback/admin ports or cloud met
 DNS rebinding (a name that answers a public address to the check and an internal one to the
 connect) is closed by pinning: `check_webhook_url` resolves the host once and returns the
 vetted addresses, and `post_pinned` sends the delivery to exactly one of them, never to a new
-lookup of the name. The request goes to the URL with the vetted IP literal as its host, the
-original `host[:port]` in the `Host` header and, for https, the original name as the
-`sni_hostname` extension, which httpcore passes as `server_hostname` to
-`SSLContext.wrap_socket`, so SNI and certificate hostname verification are against the real
-name, not the IP. Vetted addresses are tried in resolver order while the connection fails.
-Each pinned POST uses its own client: httpcore pools connections by (scheme, IP, port) only,
-so a pooled connection must never serve another name whose certificate was not checked.
-Proxies from the environment are not used on the pinned path (a proxy would resolve the name
+lookup of the name (`compound_models.netpolicy`, shared with the whisper node's URL fetch:
+the address policy, the lookup, and the Host header / SNI that keep the real name). Vetted
+addresses are tried in resolver order while the connection fails; each pinned POST uses its
+own client. The chain Truss never imports this module (it runs chains synchronously, without
+the outbox), so it does not bundle compound_models. Proxies from the environment are not used on the pinned path (a proxy would resolve the name
 itself, and httpcore's CONNECT tunnel verifies TLS against the URL host, i.e. the IP).
 """
 from __future__ import annotations
 
-import ipaddress
 import socket
 from typing import Optional, Union
 from urllib.parse import urlsplit
 
 import httpx
+from compound_models.netpolicy import is_public, parse_address, pin, resolve
 
 
 class UnsafeURL(ValueError):
@@ -35,29 +32,6 @@ class UnresolvableURL(UnsafeURL):
     """The URL's host did not resolve. Maybe only for now (EAI_AGAIN, a receiver's DNS briefly
     down, NXDOMAIN while a record is being fixed), so a delivery retries it on its schedule; a
     job submission still answers 400 (an UnsafeURL), where the caller can fix a typo at once."""
-
-
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: an IPv4 address inside
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (and ::, ::1)
-
-
-def _is_private(ip: ipaddress._BaseAddress) -> bool:
-    """True unless `ip` is a globally routable unicast address. Refuses everything that is not
-    `is_global` (private, loopback, link-local, carrier-grade NAT 100.64.0.0/10 where cloud
-    metadata such as 100.100.100.200 lives, benchmarking, documentation, 0.0.0.0, ...), and
-    IPv6 forms that carry an IPv4 address (IPv4-mapped, 6to4 2002::/16, NAT64 64:ff9b::/96)
-    unless that IPv4 address is public. Teredo (2001::/32) and IPv4-compatible (::/96)
-    addresses are refused outright."""
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.teredo is not None or ip in _IPV4_COMPATIBLE:
-            return True
-        embedded = ip.ipv4_mapped or ip.sixtofour
-        if embedded is None and ip in _NAT64:
-            embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
-        if embedded is not None:  # the packets end up at that IPv4 address: judge it
-            ip = embedded
-    return (not ip.is_global or ip.is_private or ip.is_loopback or ip.is_link_local
-            or ip.is_multicast or ip.is_reserved or ip.is_unspecified)
 
 
 def check_webhook_url(url: str, allow_private: bool = False) -> Optional[list[str]]:
@@ -81,15 +55,14 @@ def check_webhook_url(url: str, allow_private: bool = False) -> Optional[list[st
     if allow_private:
         return None
     try:
-        infos = socket.getaddrinfo(parts.hostname, port, proto=socket.IPPROTO_TCP)
+        addresses = resolve(parts.hostname, port)
     except socket.gaierror as exc:
         raise UnresolvableURL(f"webhook_url host {parts.hostname!r} does not resolve: {exc}") from exc
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise UnresolvableURL(f"webhook_url host {parts.hostname!r} does not resolve: no addresses")
     for text in addresses:
-        ip = ipaddress.ip_address(text.split("%")[0])
-        if _is_private(ip):
+        ip = parse_address(text)
+        if not is_public(ip):
             raise UnsafeURL(
                 f"webhook_url host {parts.hostname!r} resolves to non-public address {ip}; "
                 "private/loopback webhooks are refused (allow with --allow-private-webhooks or "
@@ -124,14 +97,13 @@ async def post_pinned(url: str, addresses: list[str], *, content: bytes, headers
     the connection fails), never to a new resolution of the URL's host. Raises httpx errors
     like `AsyncClient.post` (a ConnectError names the addresses tried). The response comes back
     closed: status and headers only, its body read no further than `discard_body` does."""
-    target = httpx.URL(url)
+    target, pinned_headers, extensions = pin(url)
     # A scoped IPv6 address (fe80::1%eth0) cannot be written into a URL; it is link-local, so
     # check_webhook_url never vets one: skip it rather than connect by name.
     pinnable = [a for a in addresses if "%" not in a]
     if not pinnable:
         raise UnsafeURL(f"webhook_url host {target.host!r}: no vetted address to connect to")
-    headers = {**headers, "Host": target.netloc.decode("ascii")}  # host[:port], IPv6 in brackets, IDNA
-    extensions = {"sni_hostname": target.raw_host.decode("ascii")} if target.scheme == "https" else {}
+    headers = {**headers, **pinned_headers}
     # A fresh client per delivery with an explicit transport: no pooled connection is shared
     # across names, and no environment proxy is used (see the module docstring).
     async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(), follow_redirects=False,

@@ -8,18 +8,14 @@ followed by hand so a public URL cannot bounce the server onto an internal one.
 
 DNS rebinding (a name that answers a public address to the check and an internal one to the
 connect) is prevented by pinning: the connection goes to exactly one of the addresses that
-were vetted, never to a fresh lookup. The request is sent to the URL with the vetted IP
-literal as its host, the original name in the `Host` header, and for https the original name
-as the `sni_hostname` extension, which httpcore passes as `server_hostname` to
-`SSLContext.wrap_socket`, so SNI and certificate hostname verification are against the real
-name, not the IP. The vetted addresses are tried in resolver order while a connection is
-refused. Proxies from the environment are not used (a proxy would resolve the name itself,
+were vetted, never to a fresh lookup (`compound_models.netpolicy.pin`: the vetted IP as the
+URL's host, the real name for `Host`, SNI and certificate verification). The vetted
+addresses are tried in resolver order while a connection is refused. Proxies from the environment are not used (a proxy would resolve the name itself,
 and httpcore's CONNECT tunnel verifies TLS against the URL host, i.e. the IP).
 """
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import socket
 import time
 from collections.abc import Iterator
@@ -28,6 +24,7 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from compound_models.errors import InputError
+from compound_models.netpolicy import is_public, parse_address, pin, resolve
 
 FIELD = "url"
 
@@ -51,45 +48,21 @@ def check_url(url: str, *, allow_private: bool, allowed_hosts: tuple[str, ...] =
     except ValueError as exc:
         raise InputError(f"URL has an invalid port ({exc})", field=FIELD) from exc
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = resolve(host, port)
     except socket.gaierror as exc:
         raise InputError(f"cannot resolve host {host!r} ({exc.strerror})", field=FIELD) from exc
-    addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
     if not addresses:
         raise InputError(f"cannot resolve host {host!r} (no addresses)", field=FIELD)
     if allow_private or host.lower() in allowed_hosts:
         return addresses
     for text in addresses:
-        address = ipaddress.ip_address(text.split("%")[0])
-        if _is_internal(address):
+        address = parse_address(text)
+        if not is_public(address):
             raise InputError(
                 f"URL host {host!r} resolves to a non-public address ({address}); private, "
                 "loopback and link-local addresses are refused (model_metadata.allow_private_urls)",
                 field=FIELD, status_code=403)
     return addresses
-
-
-_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: an IPv4 address inside
-_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated ::a.b.c.d (and ::, ::1)
-
-
-def _is_internal(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """True unless `address` is a globally routable unicast address. Refuses everything that
-    is not `is_global` (private, loopback, link-local, carrier-grade NAT 100.64.0.0/10 where
-    cloud metadata such as 100.100.100.200 lives, 0.0.0.0, ...), and IPv6 forms that carry an
-    IPv4 address (IPv4-mapped, 6to4 2002::/16, NAT64 64:ff9b::/96) unless that IPv4 address
-    is public. Teredo (2001::/32) and IPv4-compatible (::/96) addresses are refused outright."""
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.teredo is not None or address in _IPV4_COMPATIBLE:
-            return True
-        embedded = address.ipv4_mapped or address.sixtofour
-        if embedded is None and address in _NAT64:
-            embedded = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
-        if embedded is not None:  # the packets end up at that IPv4 address: judge it
-            address = embedded
-    return (not address.is_global or address.is_private or address.is_loopback
-            or address.is_link_local or address.is_multicast or address.is_reserved
-            or address.is_unspecified)
 
 
 def fetch_audio(url: str, *, max_bytes: int, timeout_s: float, allow_private: bool,
@@ -126,12 +99,9 @@ def fetch_audio(url: str, *, max_bytes: int, timeout_s: float, allow_private: bo
 def _get_pinned(url: str, addresses: list[str], timeout: httpx.Timeout) -> Iterator[httpx.Response]:
     """Stream a GET of `url` over a connection to one of `addresses` (tried in order while
     the connection is refused), never to a new resolution of the URL's host."""
-    target = httpx.URL(url)
-    headers = {"Host": target.netloc.decode("ascii")}  # host[:port], IPv6 in brackets, IDNA
-    extensions = {"sni_hostname": target.raw_host.decode("ascii")} if target.scheme == "https" else {}
-    # A fresh client (and pool) per hop: a pooled connection is keyed by IP and port only, so
-    # it must not be reused for another name whose certificate was never checked. An explicit
-    # transport also keeps environment proxies out (see the module docstring).
+    target, headers, extensions = pin(url)
+    # A fresh client (and pool) per hop (see compound_models.netpolicy); an explicit transport
+    # also keeps environment proxies out (see the module docstring).
     with httpx.Client(transport=httpx.HTTPTransport(), follow_redirects=False,
                       timeout=timeout) as client:
         for index, address in enumerate(addresses):
