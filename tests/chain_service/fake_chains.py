@@ -25,19 +25,26 @@ def _req(step: str, sleep_attr: str, fail_attr: str = ""):
 
 _FAST_RETRY = RetryPolicy(attempts=3, initial_delay_s=0.05, max_delay_s=0.2)
 
-two_step = Chain(
-    "fake_two_step",
-    input_model=TwoStepInput,
-    nodes=[
-        Node.truss("first", "fakenode", _req("first", "sleep_first", "fail_first"),
-                   parse=lambda r, si: r.data, retry=_FAST_RETRY, timeout_s=30),
-        Node.truss("second", "fakenode", _req("second", "sleep_second"), parse=lambda r, si: r.data,
-                   depends_on=["first"], retry=_FAST_RETRY, timeout_s=30),
-    ],
-    output=lambda steps, inp: {"first": steps["first"]["echo"], "second": steps["second"]["echo"],
-                               "first_call": steps["first"]["call"]},
-    description="two fake model calls in sequence",
-)
+def _two_step(name: str, second_mode: str, description: str) -> Chain:
+    """Two fake model calls in sequence; `second_mode` "async" makes the second a Baseten-style
+    async call (submit, then wait for the signed webhook callback)."""
+    return Chain(
+        name,
+        input_model=TwoStepInput,
+        nodes=[
+            Node.truss("first", "fakenode", _req("first", "sleep_first", "fail_first"),
+                       parse=lambda r, si: r.data, retry=_FAST_RETRY, timeout_s=30),
+            Node.truss("second", "fakenode", _req("second", "sleep_second"), parse=lambda r, si: r.data,
+                       depends_on=["first"], retry=_FAST_RETRY, timeout_s=30, mode=second_mode),
+        ],
+        output=lambda steps, inp: {"first": steps["first"]["echo"], "second": steps["second"]["echo"],
+                                   "first_call": steps["first"]["call"]},
+        description=description,
+    )
+
+
+two_step = _two_step("fake_two_step", "sync", "two fake model calls in sequence")
+async_two_step = _two_step("fake_async", "async", "a sync call, then an async (webhook) call")
 
 
 class ReviewInput(BaseModel):
@@ -58,19 +65,6 @@ approval = Chain(
     description="model draft, human review, publish",
 )
 
-async_two_step = Chain(
-    "fake_async",
-    input_model=TwoStepInput,
-    nodes=[
-        Node.truss("first", "fakenode", _req("first", "sleep_first", "fail_first"),
-                   parse=lambda r, si: r.data, retry=_FAST_RETRY, timeout_s=30),
-        # Baseten-style async call: submit, then wait for the signed webhook callback.
-        Node.truss("second", "fakenode", _req("second", "sleep_second"), parse=lambda r, si: r.data,
-                   depends_on=["first"], retry=_FAST_RETRY, timeout_s=30, mode="async"),
-    ],
-    output=two_step.output,
-    description="a sync call, then an async (webhook) call",
-)
 
 class SpeakInput(BaseModel):
     text: str
