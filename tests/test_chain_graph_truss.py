@@ -6,7 +6,6 @@ served by Truss's own server against the real models is in tests/test_chains_bui
 from __future__ import annotations
 
 import base64
-import importlib.util
 
 import pytest
 import yaml
@@ -14,6 +13,7 @@ from fastapi import HTTPException
 from fastapi.responses import StreamingResponse
 
 from http_fakes import Chunks, FakeNode, Status
+from model_calls import truss_model_class
 from compound.paths import REPO_ROOT
 
 CHAIN_TRUSS = REPO_ROOT / "chains" / "chain_truss"
@@ -39,10 +39,7 @@ def test_gathered_truss_bundles_the_compound_package():
 
 
 def _load_model_class():
-    spec = importlib.util.spec_from_file_location("chain_truss_model", CHAIN_TRUSS / "model" / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Model
+    return truss_model_class(CHAIN_TRUSS, "chain_truss_model")
 
 
 def make_model(monkeypatch, urls: dict):

@@ -6,7 +6,6 @@ session); HTTP tests go through Truss's own server (`json_url` from tests/confte
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from compound_models.jsongen.schema_set import load_schema_set
 from compound_models.jsongen.schemas import canonical_json, schema_hash
 from compound_models.jsongen.settings import Settings
 from fastapi import HTTPException
-from model_calls import call
+from model_calls import call, truss_model_class
 
 TRUSS_DIR = Path(__file__).resolve().parents[1] / "models" / "json"
 BOOKING_TEXT = "Table for 4 under the name Alice at 7pm, one vegetarian"
@@ -45,10 +44,7 @@ def _unique(schema: dict, tag: str) -> dict:
 
 @pytest.fixture(scope="session")
 def json_model():
-    spec = importlib.util.spec_from_file_location("json_truss_model", TRUSS_DIR / "model" / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    model = module.Model(config=_config(), data_dir=None, secrets={})
+    model = truss_model_class(TRUSS_DIR, "json_truss_model")(config=_config(), data_dir=None, secrets={})
     model.load()
     yield model
     model._engine.cache.close()

@@ -32,7 +32,7 @@ from compound_models.tts.service import TTSService, TTSSettings
 from compound_models.tts.voices import VoiceConfigError, VoiceRegistry, VoiceSource
 from fastapi import HTTPException, Response
 from fastapi.responses import StreamingResponse
-from model_calls import call
+from model_calls import call, truss_model_class
 from tts.helpers import decode_audio, parse_wav_header, transcribe, wer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,13 +59,9 @@ def service() -> TTSService:
 @pytest.fixture(scope="session")
 def truss_model():
     """The Truss's own model.py, constructed as Truss's server does."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("tts_truss_model", TTS_TRUSS / "model" / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     config = yaml.safe_load((TTS_TRUSS / "config.yaml").read_text())
-    model = module.Model(config=config, data_dir=TTS_TRUSS / "data", secrets={})
+    model = truss_model_class(TTS_TRUSS, "tts_truss_model")(config=config, data_dir=TTS_TRUSS / "data",
+                                                             secrets={})
     model.load()
     return model
 
