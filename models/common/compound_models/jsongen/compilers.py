@@ -43,21 +43,28 @@ def _grammar(schema: dict) -> str:
         raise SchemaRejected(f"schema rejected by the JSON compiler: {exc}") from exc
 
 
-def schema_for_generation(schema: dict) -> dict:
-    """`generation_schema(schema)` (open objects closed), or the schema as given when closing
-    would make it unsatisfiable for the compiler (a case generation_schema's rules missed)."""
+def _for_generation(schema: dict) -> tuple[dict, str]:
+    """(schema, grammar) to generate with: `generation_schema(schema)` (open objects closed)
+    and its grammar, or the schema as given and its grammar when closing would make it
+    unsatisfiable for the compiler (a case generation_schema's rules missed). Each grammar is
+    built once."""
     closed = generation_schema(schema)
-    if closed == schema:
-        return schema
-    try:
-        rejected = llguidance.LLMatcher.validate_grammar_with_warnings(_grammar(closed))[0]
-    except SchemaRejected:
-        rejected = True
-    return schema if rejected else closed
+    if closed != schema:
+        try:
+            grammar = _grammar(closed)
+            if not llguidance.LLMatcher.validate_grammar_with_warnings(grammar)[0]:
+                return closed, grammar
+        except SchemaRejected:
+            pass
+    return schema, _grammar(schema)
+
+
+def schema_for_generation(schema: dict) -> dict:
+    return _for_generation(schema)[0]
 
 
 def llguidance_grammar(schema: dict) -> str:
-    return _grammar(schema_for_generation(schema))
+    return _for_generation(schema)[1]
 
 
 def semantic_check(schema: dict) -> None:
