@@ -16,6 +16,7 @@ Each process runs `settings.job_workers` worker loops. A worker:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -58,6 +59,7 @@ def webhook_payload(job: Job, status: str, result: Optional[dict], error: Option
     }
 
 
+@functools.cache  # fixed for the life of the process; read once, not per job at start-up
 def _pid_namespace() -> str:
     """This process's PID namespace on this boot ("<boot id>.<pid-ns inode>"), or "na".
 
