@@ -107,8 +107,7 @@ class OutboxWorker:
         self._own_http = http is None
         self._wake = asyncio.Event()
         self._sem = asyncio.Semaphore(concurrency)
-        self._in_flight: set[asyncio.Task] = set()
-        self._in_flight_ids: set[str] = set()  # deliveries with an attempt running here
+        self._in_flight: dict[str, asyncio.Task] = {}  # delivery id -> its attempt running here
         self._concurrency = concurrency
 
     def wake(self) -> None:
@@ -132,15 +131,13 @@ class OutboxWorker:
                         # Never a delivery still in flight here: its lease can lapse while its
                         # attempt (or the outcome write) runs late; claiming it would POST it twice.
                         batch = await self.store.claim_deliveries(self.worker_id, self.lease_s, limit=free,
-                                                                  exclude=tuple(self._in_flight_ids))
+                                                                  exclude=tuple(self._in_flight))
                     except Exception:  # store briefly unavailable: keep the worker alive
                         log.exception("outbox: claim failed")
                 for delivery in batch:
                     task = asyncio.create_task(self._deliver(delivery))
-                    self._in_flight.add(task)
-                    self._in_flight_ids.add(delivery.id)
-                    task.add_done_callback(self._in_flight.discard)
-                    task.add_done_callback(lambda _t, did=delivery.id: self._in_flight_ids.discard(did))
+                    self._in_flight[delivery.id] = task
+                    task.add_done_callback(lambda _t, did=delivery.id: self._in_flight.pop(did, None))
                 if batch and len(batch) == free:
                     continue  # maybe more due right now
                 self._wake.clear()
@@ -154,8 +151,8 @@ class OutboxWorker:
             # after the restart. Whatever is still running then is cancelled (its row stays
             # leased and is retried once the lease runs out: at least once either way).
             if self._in_flight:
-                await asyncio.wait(set(self._in_flight), timeout=self.settings.webhook_timeout_s)
-            unfinished = list(self._in_flight)
+                await asyncio.wait(set(self._in_flight.values()), timeout=self.settings.webhook_timeout_s)
+            unfinished = list(self._in_flight.values())
             for task in unfinished:
                 task.cancel()
             await asyncio.gather(*unfinished, return_exceptions=True)
